@@ -1,0 +1,74 @@
+"""Engine and sessions. One session per request or per job; `transaction()` is the unit of work."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10):
+        self.url = url
+        self.is_postgres = url.startswith("postgresql")
+        if self.is_postgres:
+            self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                                                max_overflow=pool_size, pool_recycle=1800)
+        else:
+            if url.startswith("sqlite:///") and ":memory:" not in url:
+                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Commit on success, roll back on any exception."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # The driver's own transaction handling is switched off so that `begin` below decides.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(conn) -> None:
+    # SQLite's deferred BEGIN lets two writers both read, then one fails to upgrade its lock
+    # ("database is locked") instead of waiting. IMMEDIATE takes the write lock up front, which
+    # serialises our few writers (web, worker) the way row locks do on Postgres.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_ignoring_conflict(session, model, values: dict, conflict_columns: list[str]):
+    """INSERT … ON CONFLICT DO NOTHING on either engine. Returns the inserted primary key or None."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    pk = list(model.__table__.primary_key.columns)[0]
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_columns).returning(pk)
+    return session.execute(stmt).scalar()

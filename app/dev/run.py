@@ -1,0 +1,113 @@
+"""`python3 dev.py run`: the whole app on one machine, on SQLite, against local stand-ins.
+
+Starts the Smaregi and Shopify Admin emulators (seeded), applies migrations, runs the web process
+(gunicorn, as in production) and the worker, installs the dev shop through the real token-exchange
+path, and prints the URLs to open. Ctrl-C stops everything.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import jwt
+
+from ..config import load_config
+from .. import migrate
+from .seed import DEV_SHOP
+
+PORTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
+
+
+def _env() -> dict[str, str]:
+    port = lambda name: int(os.environ.get(f"POINTBRIDGE_{name.upper()}_PORT", PORTS[name]))  # noqa: E731
+    env = dict(os.environ)
+    env.setdefault("POINTBRIDGE_ENV", "development")
+    env.setdefault("PORT", str(port("web")))
+    env.setdefault("SMAREGI_ID_BASE", f"http://127.0.0.1:{port('smaregi')}")
+    env.setdefault("SMAREGI_API_BASE", f"http://127.0.0.1:{port('smaregi')}")
+    env.setdefault("SHOPIFY_ADMIN_API_BASE", f"http://127.0.0.1:{port('shopify')}/{{shop}}")
+    env["POINTBRIDGE_STOREFRONT_PORT"] = str(port("storefront"))
+    env["POINTBRIDGE_SMAREGI_PORT"] = str(port("smaregi"))
+    env["POINTBRIDGE_SHOPIFY_PORT"] = str(port("shopify"))
+    return env
+
+
+def _wait_http(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"dev: {url} did not come up")
+
+
+def id_token(config, shop: str = DEV_SHOP, minutes: int = 1) -> str:
+    """An App Home id token signed with the dev secret, as Shopify admin would send."""
+    now = int(time.time())
+    return jwt.encode({"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": config.shopify_api_key,
+                       "sub": "1", "exp": now + 60 * minutes, "nbf": now - 5, "iat": now,
+                       "jti": str(uuid.uuid4()), "sid": str(uuid.uuid4())}, config.shopify_api_secret, "HS256")
+
+
+def main() -> int:
+    env = _env()
+    os.environ.update(env)
+    config = load_config()
+    migrate.upgrade(config.database_url)
+    py = sys.executable
+    web = f"http://127.0.0.1:{env['PORT']}"
+    procs = {
+        "stand-ins": subprocess.Popen([py, "-m", "app.dev.standins", "--smaregi-port", env["POINTBRIDGE_SMAREGI_PORT"],
+                                       "--shopify-port", env["POINTBRIDGE_SHOPIFY_PORT"]], env=env),
+    }
+    _wait_http(f"http://127.0.0.1:{env['POINTBRIDGE_SHOPIFY_PORT']}/_emulator/counts")
+    procs["web"] = subprocess.Popen([py, "-m", "gunicorn", "--bind", f"127.0.0.1:{env['PORT']}", "-c",
+                                     "python:app.gunicorn_conf", "--workers", "1", "app:create_app()"], env=env)
+    procs["worker"] = subprocess.Popen([py, "-m", "app.cli", "worker"], env=env)
+    storefront = os.path.exists(os.path.join(os.path.dirname(__file__), "storefront.py"))
+    if storefront:
+        procs["storefront"] = subprocess.Popen([py, "-m", "app.dev.storefront"], env=env)
+    _wait_http(f"{web}/healthz")
+    # Install the dev shop the way Shopify admin does: a first App Home load with an id token.
+    urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
+    lines = [
+        "",
+        "Pointbridge is running (SQLite, local stand-ins). Open:",
+        f"  App Home (admin)    {web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config, minutes=60)}",
+        f"  Health              {web}/healthz",
+        f"  Smaregi emulator    http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/{config.smaregi_contract_id}/members",
+        f"  Shopify emulator    http://127.0.0.1:{env['POINTBRIDGE_SHOPIFY_PORT']}/_emulator/{DEV_SHOP}/state",
+    ]
+    if storefront:
+        lines.insert(3, f"  Dev storefront      http://127.0.0.1:{env['POINTBRIDGE_STOREFRONT_PORT']}/")
+    print("\n".join(lines + ["Ctrl-C stops everything.", ""]), flush=True)
+    try:
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(0.5)
+        dead = [name for name, p in procs.items() if p.poll() is not None]
+        print(f"dev: {', '.join(dead)} exited; stopping the rest", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

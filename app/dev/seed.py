@@ -1,0 +1,40 @@
+"""Demo data a newcomer sees on first run: members with points, ranks, expiry and some history."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from .shopify_emulator import ShopifyEmulator
+from .smaregi_emulator import JST, SmaregiEmulator
+
+DEV_SHOP = "pointbridge-dev.myshopify.com"
+
+# (shopify id or None for a store-only member, member code, last, first, e-mail, points, rank)
+MEMBERS = [
+    (8840734670934, "8840734670934", "山田", "太郎", "taro@example.com", 1250, "gold"),
+    (None, "S-000101", "佐藤", "花子", "hanako@example.com", 320, "silver"),
+    (8840734670935, "8840734670935", "Smith", "Alice", "alice@example.com", 80, None),
+    (None, "S-000102", "鈴木", "一郎", "ichiro@example.com", 5400, "platinum"),
+]
+# Shopify customers: the first and third are members already; Hanako has registered online with
+# the e-mail of her store membership (the sync links her instead of creating a duplicate).
+CUSTOMERS = [
+    (8840734670934, "太郎", "山田", "taro@example.com"),
+    (8840734670936, "花子", "佐藤", "hanako@example.com"),
+    (8840734670935, "Alice", "Smith", "alice@example.com"),
+]
+
+
+def seed(smaregi: SmaregiEmulator, shopify: ShopifyEmulator, contract_id: str, shop: str = DEV_SHOP) -> None:
+    today = datetime.now(JST)
+    for _shopify_id, code, last, first, mail, points, rank in MEMBERS:
+        member = smaregi.add_member(contract_id, customerCode=code, lastName=last, firstName=first,
+                                    mailAddress=mail, rank=rank, points=0,
+                                    expires_on=(today + timedelta(days=120)).date().isoformat())
+        # Two register sales within the last month for the history list, then the seeded balance.
+        for days_ago, amount in ((20, 5400), (6, 12800)):
+            smaregi.add_sale(contract_id, member["customerId"], earned=amount // 100, total=amount,
+                             when=today - timedelta(days=days_ago))
+        smaregi.contracts[contract_id].points[member["customerId"]]["point"] = points
+    for customer_id, first, last, mail in CUSTOMERS:
+        shopify.add_customer(shop, customer_id, firstName=first, lastName=last,
+                             defaultEmailAddress={"emailAddress": mail})

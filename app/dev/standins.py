@@ -1,0 +1,47 @@
+"""Run the Smaregi and Shopify Admin emulators (one process, two ports), seeded with demo data."""
+from __future__ import annotations
+
+import argparse
+import threading
+
+from werkzeug.serving import make_server
+
+from ..config import load_config
+from .seed import seed
+from .shopify_emulator import ShopifyEmulator
+from .smaregi_emulator import SmaregiEmulator
+
+
+def build(config, reads_per_s: int | None = None, writes_per_s: int | None = None):
+    smaregi = SmaregiEmulator(clients={config.smaregi_client_id: config.smaregi_client_secret},
+                              contracts=[config.smaregi_contract_id],
+                              reads_per_s=reads_per_s or config.smaregi_reads_per_s,
+                              writes_per_s=writes_per_s or config.smaregi_writes_per_s)
+    shopify = ShopifyEmulator(config.shopify_api_key, config.shopify_api_secret)
+    return smaregi, shopify
+
+
+def serve(app, port: int):
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smaregi-port", type=int, required=True)
+    parser.add_argument("--shopify-port", type=int, required=True)
+    parser.add_argument("--no-seed", action="store_true")
+    args = parser.parse_args()
+    config = load_config()
+    smaregi, shopify = build(config)
+    if not args.no_seed:
+        seed(smaregi, shopify, config.smaregi_contract_id)
+    serve(smaregi.create_app(), args.smaregi_port)
+    server = make_server("127.0.0.1", args.shopify_port, shopify.create_app(), threaded=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

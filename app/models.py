@@ -1,0 +1,260 @@
+"""The schema. Alembic revisions in migrations/ must agree with these models (a test checks it)."""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on both engines (SQLite has no time zone, Postgres has timestamptz)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect):
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class Shop(Base):
+    """A Shopify shop that installed the app, or that sent us a webhook before App Home was opened."""
+
+    __tablename__ = "shops"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255), unique=True)  # "example.myshopify.com"
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    access_token_expires_at: Mapped[datetime | None]
+    refresh_token_enc: Mapped[str | None] = mapped_column(Text)
+    refresh_token_expires_at: Mapped[datetime | None]
+    scopes: Mapped[str | None] = mapped_column(Text)
+    token_locked_at: Mapped[datetime | None]  # written to take the per-shop token lock
+    installed_at: Mapped[datetime | None]
+    uninstalled_at: Mapped[datetime | None]
+    smaregi_contract_id: Mapped[str | None] = mapped_column(String(64))
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Tokyo", server_default="Asia/Tokyo")
+    currency: Mapped[str] = mapped_column(String(3), default="JPY", server_default="JPY")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ShopSettings(Base):
+    """Per-shop overrides; NULL means "use the environment default"."""
+
+    __tablename__ = "shop_settings"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    yen_per_point: Mapped[int | None]
+    points_unit: Mapped[int | None]
+    points_minimum: Mapped[int | None]
+    points_daily_limit: Mapped[int | None]
+    coupon_valid_days: Mapped[int | None]
+    rank_labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"gold": {"ja": "…", "en": "…"}}
+    blank_name_placeholder: Mapped[str] = mapped_column(String(85), default="-", server_default="-")
+    keep_store_member_codes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SmaregiContract(Base):
+    """State shared by every process for one Smaregi contract: the app token, a 429 pause, the directory."""
+
+    __tablename__ = "smaregi_contracts"
+
+    contract_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token_enc: Mapped[str | None] = mapped_column(Text)
+    access_token_expires_at: Mapped[datetime | None]
+    token_locked_at: Mapped[datetime | None]
+    paused_until: Mapped[datetime | None]
+    directory_import_started_at: Mapped[datetime | None]
+    directory_import_completed_at: Mapped[datetime | None]
+    directory_import_page: Mapped[int] = mapped_column(default=0, server_default="0")
+    directory_imported: Mapped[int] = mapped_column(default=0, server_default="0")
+    directory_fresh_until: Mapped[datetime | None]  # high-water mark of the update-window refresh
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateSlot(Base):
+    """Requests sent to one contract in one clock second, counted across every process."""
+
+    __tablename__ = "smaregi_rate_slots"
+
+    contract_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(5), primary_key=True)  # "read" | "write"
+    second: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix epoch second
+    used: Mapped[int] = mapped_column(default=0)
+
+
+class MemberLink(Base):
+    """One Shopify customer ↔ one Smaregi member, and the sync queue row for it."""
+
+    __tablename__ = "member_links"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_customer_id"),
+        Index("ix_member_links_due", "state", "next_attempt_at"),
+        Index("ix_member_links_smaregi", "shop_id", "smaregi_customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    smaregi_customer_id: Mapped[str | None] = mapped_column(String(32))
+    member_code: Mapped[str | None] = mapped_column(String(20))
+    # What the customer looks like in Shopify now (personal data; cleared by customers/redact).
+    desired: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    desired_hash: Mapped[str | None] = mapped_column(String(64))
+    synced_hash: Mapped[str | None] = mapped_column(String(64))  # hash of what Smaregi holds from us
+    shopify_updated_at: Mapped[datetime | None]
+    # pending | synced | failed | conflict | paused
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    conflict_candidates: Mapped[list[Any] | None] = mapped_column(JSONType)
+    leased_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    event_received_at: Mapped[datetime | None]  # first unsynced event, for webhook→POS latency
+    synced_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(Base):
+    """Every verified delivery, once. Duplicates are found by webhook id or by (topic, event id)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id"),
+        Index("uq_webhook_deliveries_topic_event", "topic", "event_id", unique=True),
+        Index("ix_webhook_deliveries_shop_domain", "shop_domain"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_domain: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    webhook_id: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[str | None] = mapped_column(String(128))
+    triggered_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(32), default="recorded")
+
+
+class DirectoryMember(Base):
+    """Local index of a contract's Smaregi members: Smaregi cannot search by e-mail, so we keep one."""
+
+    __tablename__ = "member_directory"
+    __table_args__ = (
+        UniqueConstraint("contract_id", "smaregi_customer_id"),
+        Index("ix_member_directory_email", "contract_id", "email_normalized"),
+        Index("ix_member_directory_code", "contract_id", "customer_code"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contract_id: Mapped[str] = mapped_column(String(64))
+    smaregi_customer_id: Mapped[str] = mapped_column(String(32))
+    customer_code: Mapped[str | None] = mapped_column(String(20))
+    email_normalized: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(2))
+    smaregi_updated_at: Mapped[datetime | None]
+    refreshed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Conversion(Base):
+    """The points→coupon ledger. The source of truth for what we did to a member's points."""
+
+    __tablename__ = "conversions"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "idempotency_key"),
+        UniqueConstraint("code"),
+        Index("ix_conversions_customer", "shop_id", "shopify_customer_id", "created_at"),
+        Index("ix_conversions_status", "status", "next_attempt_at"),
+        # At most one conversion in flight per customer: the database refuses a second.
+        Index("uq_conversions_one_in_flight", "shop_id", "shopify_customer_id", unique=True,
+              sqlite_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"),
+              postgresql_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted')")),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    smaregi_customer_id: Mapped[str | None] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    points: Mapped[int]
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    code: Mapped[str] = mapped_column(String(64))
+    local_date: Mapped[date] = mapped_column(Date)  # the shop-time-zone day, for the daily limit
+    # reserved → code_created → deducting → deducted → completed; or failed / needs_review
+    status: Mapped[str] = mapped_column(String(16), default="reserved")
+    discount_id: Mapped[str | None] = mapped_column(String(128))
+    smaregi_transaction_ids: Mapped[list[Any] | None] = mapped_column(JSONType)
+    balance_after: Mapped[int | None]
+    expires_at: Mapped[datetime | None]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    metafield_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ScheduledJob(Base):
+    """A periodic job that must run once across all workers: whoever claims the row runs it."""
+
+    __tablename__ = "scheduled_jobs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime]
+    leased_until: Mapped[datetime | None]
+    last_run_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

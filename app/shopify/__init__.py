@@ -1,0 +1,1 @@
+"""Everything that talks to or verifies Shopify. `shopifyapp` does the protocol work."""

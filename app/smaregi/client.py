@@ -1,0 +1,283 @@
+"""The one Smaregi Platform API client (requests). Nothing else builds Smaregi URLs.
+
+Rules it keeps:
+- every call has a timeout, bounded by the caller's deadline (a shopper waits; a worker doesn't);
+- every call takes a slot from the shared per-contract rate limit (token requests count as writes);
+- numbers travel as JSON strings: we send strings and hand callers ints;
+- problem+json errors become typed exceptions (errors.py);
+- only safe calls (GET) are retried on 5xx/timeouts; a write is retried only when Smaregi provably
+  did not apply it (429, 401 with a stale token, connection never made).
+"""
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..crypto import TokenCipher
+from ..db import Database
+from .errors import (
+    SmaregiBadRequest,
+    SmaregiError,
+    SmaregiForbidden,
+    SmaregiNotFound,
+    SmaregiRateLimited,
+    SmaregiServerError,
+    SmaregiTimeout,
+    SmaregiUnauthorized,
+    SmaregiUnreachable,
+)
+from .ratelimit import RateLimiter
+from .tokens import ContractTokens
+
+log = logging.getLogger(__name__)
+
+SCOPES = "pos.customers:read pos.customers:write pos.transactions:read"
+DEFAULT_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+DEFAULT_BUDGET_S = 30.0
+SAFE_ATTEMPTS = 3
+MAX_429_RETRIES = 5
+
+# Point-like numeric fields we turn into ints at the edge; ids and codes stay strings.
+_INT_FIELDS = {"point", "mile", "newPoint", "spendPoint", "totalPoint", "pointDiscount", "total", "subtotal"}
+
+
+@dataclass(frozen=True)
+class PointBalance:
+    customer_id: str
+    points: int
+    expires_on: date | None
+
+
+@dataclass(frozen=True)
+class PointChange:
+    customer_id: str
+    points: int  # the balance after the change
+    expires_on: date | None
+    transaction_ids: list[str]
+
+
+def _parse_date(value: Any) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _from_wire(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_from_wire(v) for v in obj]
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if key in _INT_FIELDS and isinstance(value, str) and value.lstrip("-").isdigit():
+                out[key] = int(value)
+            else:
+                out[key] = _from_wire(value)
+        return out
+    return obj
+
+
+def _to_wire(fields: dict[str, Any]) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+            for k, v in fields.items()}
+
+
+def smaregi_time(moment: datetime) -> str:
+    """Smaregi's date-time format: 2024-01-01T00:00:00+09:00."""
+    return moment.isoformat(timespec="seconds")
+
+
+def _retry_after(value: str | None) -> float:
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else 1.0
+
+
+class Smaregi:
+    """Factory and shared state (HTTP pool, token cache) for all contracts."""
+
+    def __init__(self, *, id_base: str, api_base: str, client_id: str, client_secret: str,
+                 db: Database, cipher: TokenCipher, limiter: RateLimiter,
+                 timeout_s: float = DEFAULT_TIMEOUT_S):
+        self.id_base = id_base.rstrip("/")
+        self.api_base = api_base.rstrip("/")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.limiter = limiter
+        self.timeout_s = timeout_s
+        self.http = requests.Session()
+        self.http.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
+        self.http.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
+        self.tokens = ContractTokens(db, cipher, self._fetch_token)
+
+    def contract(self, contract_id: str) -> "SmaregiClient":
+        return SmaregiClient(self, contract_id)
+
+    def _fetch_token(self, contract_id: str) -> tuple[str, int]:
+        self.limiter.acquire(contract_id, "write", time.monotonic() + DEFAULT_BUDGET_S)
+        url = f"{self.id_base}/app/{contract_id}/token"
+        try:
+            resp = self.http.post(url, auth=(self.client_id, self.client_secret),
+                                  data={"grant_type": "client_credentials", "scope": SCOPES},
+                                  timeout=(CONNECT_TIMEOUT_S, self.timeout_s))
+        except requests.Timeout:
+            raise SmaregiTimeout("token request timed out") from None
+        except requests.ConnectionError as exc:
+            raise SmaregiUnreachable(type(exc).__name__) from None
+        if resp.status_code != 200:
+            raise _error_for(resp)
+        body = resp.json()
+        log.info("smaregi.token_fetched", extra={"contract_id": contract_id})
+        return body["access_token"], int(body.get("expires_in", 3600))
+
+
+class SmaregiClient:
+    """One contract's API surface (paths relative to /{contract_id}/pos)."""
+
+    def __init__(self, smaregi: Smaregi, contract_id: str):
+        self.s = smaregi
+        self.contract_id = contract_id
+
+    # -- members -----------------------------------------------------------------------------
+    def find_customer_by_code(self, code: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        rows = self._request("GET", "/customers", params={"customer_code": code, "limit": 1}, deadline=deadline)
+        return rows[0] if rows else None
+
+    def list_customers(self, *, page: int = 1, limit: int = 1000, updated_from: datetime | None = None,
+                       updated_to: datetime | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"page": page, "limit": limit, "sort": "customerId"}
+        if updated_from is not None:
+            params["upd_date_time-from"] = smaregi_time(updated_from)
+        if updated_to is not None:
+            params["upd_date_time-to"] = smaregi_time(updated_to)
+        return self._request("GET", "/customers", params=params, deadline=deadline)
+
+    def get_customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        return self._request("GET", f"/customers/{customer_id}", deadline=deadline)
+
+    def create_customer(self, fields: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
+        return self._request("POST", "/customers", json=_to_wire(fields), deadline=deadline)
+
+    def update_customer(self, customer_id: str, fields: dict[str, Any], *,
+                        deadline: float | None = None) -> dict[str, Any]:
+        return self._request("PATCH", f"/customers/{customer_id}", json=_to_wire(fields), deadline=deadline)
+
+    def required_columns(self, *, deadline: float | None = None) -> dict[str, bool]:
+        rows = self._request("GET", "/customer_required_column_setting", deadline=deadline)
+        return {r["columnName"]: str(r.get("value")) == "1" for r in rows}
+
+    # -- points ------------------------------------------------------------------------------
+    def get_points(self, customer_id: str, *, deadline: float | None = None) -> PointBalance | None:
+        rows = self._request("GET", "/customers/point", params={"customer_id": customer_id, "limit": 1},
+                             deadline=deadline)
+        if not rows:
+            return None
+        row = rows[0]
+        return PointBalance(str(row["customerId"]), int(row.get("point") or 0), _parse_date(row.get("pointExpireDate")))
+
+    def add_points(self, customer_id: str, delta: int, *, deadline: float | None = None) -> PointChange:
+        """Relative change (negative deducts). NOT idempotent: never call it again after an
+        ambiguous failure; reconcile from transactions instead."""
+        body = self._request("POST", f"/customers/{customer_id}/point/add", json={"point": str(delta)},
+                             deadline=deadline)
+        return PointChange(str(body["customerId"]), int(body.get("point") or 0),
+                           _parse_date(body.get("pointExpireDate")),
+                           [str(t) for t in body.get("transactionHeadIds") or []])
+
+    # -- transactions ----------------------------------------------------------------------------
+    def list_transactions(self, *, customer_code: str, updated_from: datetime, updated_to: datetime,
+                          page: int = 1, limit: int = 100, deadline: float | None = None) -> list[dict[str, Any]]:
+        """A window of at most 31 days (Smaregi's rule), newest first."""
+        params = {"customer_code": customer_code, "upd_date_time-from": smaregi_time(updated_from),
+                  "upd_date_time-to": smaregi_time(updated_to), "page": page, "limit": limit,
+                  "sort": "transactionDateTime:desc"}
+        return self._request("GET", "/transactions", params=params, deadline=deadline)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, *, params: dict | None = None, json: dict | None = None,
+                 deadline: float | None = None) -> Any:
+        safe = method == "GET"
+        kind = "read" if safe else "write"
+        deadline = deadline if deadline is not None else time.monotonic() + DEFAULT_BUDGET_S
+        url = f"{self.s.api_base}/{self.contract_id}/pos{path}"
+        attempt, retried_401, rate_limited = 0, False, 0
+        while True:
+            attempt += 1
+            self.s.limiter.acquire(self.contract_id, kind, deadline)
+            token = self.s.tokens.get(self.contract_id)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                raise SmaregiTimeout("no time left before sending")
+            timeout = (min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining))
+            started = time.monotonic()
+            try:
+                resp = self.s.http.request(method, url, params=params, json=json, timeout=timeout,
+                                           headers={"Authorization": f"Bearer {token}",
+                                                    "Accept": "application/json"})
+            except requests.ConnectTimeout:
+                error: SmaregiError = SmaregiUnreachable("connect timeout")
+            except requests.Timeout:
+                error = SmaregiTimeout("read timeout")
+            except requests.ConnectionError as exc:
+                # Refused before anything was sent is safe to retry; a reset mid-request is not.
+                text = repr(exc)
+                error = SmaregiUnreachable(type(exc).__name__) if "NewConnectionError" in text \
+                    else SmaregiTimeout("connection dropped")
+            else:
+                elapsed_ms = round((time.monotonic() - started) * 1000)
+                log.debug("smaregi.call", extra={"contract_id": self.contract_id, "method": method,
+                                                 "path": path.split("?")[0], "status": resp.status_code,
+                                                 "ms": elapsed_ms})
+                if 200 <= resp.status_code < 300:
+                    return _from_wire(resp.json()) if resp.content else None
+                error = _error_for(resp)
+            if isinstance(error, SmaregiRateLimited):
+                self.s.limiter.pause(self.contract_id, error.retry_after_s)
+                rate_limited += 1
+                if rate_limited <= MAX_429_RETRIES:
+                    continue  # acquire() waits out the pause, or raises ContractPaused at the deadline
+                raise error
+            if isinstance(error, SmaregiUnauthorized) and not retried_401:
+                retried_401 = True
+                self.s.tokens.invalidate(self.contract_id, token)
+                continue
+            retryable = isinstance(error, SmaregiUnreachable) or (
+                safe and isinstance(error, (SmaregiServerError, SmaregiTimeout)))
+            backoff = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if retryable and attempt < SAFE_ATTEMPTS and time.monotonic() + backoff < deadline - 0.05:
+                time.sleep(backoff)
+                continue
+            raise error
+
+
+def _error_for(resp: requests.Response) -> SmaregiError:
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    title = str(body.get("title") or resp.reason or "")
+    detail = str(body.get("detail") or body.get("error_description") or body.get("error") or "")
+    status = resp.status_code
+    if status == 429:
+        return SmaregiRateLimited(_retry_after(resp.headers.get("Retry-After")), detail)
+    cls = {400: SmaregiBadRequest, 401: SmaregiUnauthorized, 403: SmaregiForbidden,
+           404: SmaregiNotFound}.get(status)
+    if cls is None:
+        cls = SmaregiServerError if status >= 500 else SmaregiBadRequest
+    return cls(status, title, detail)

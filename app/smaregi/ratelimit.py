@@ -1,0 +1,93 @@
+"""Smaregi's per-contract limit, kept across every web and worker process through the database.
+
+Each request takes a slot in the counter row for (contract, read|write, current clock second).
+An atomic upsert returns the new count; over the limit, the caller waits for the next second.
+A 429 from Smaregi sets `paused_until` on the contract, which every process honours.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..db import Database, insert_ignoring_conflict
+from ..models import RateSlot, SmaregiContract, utcnow
+from .errors import ContractPaused
+
+log = logging.getLogger(__name__)
+
+# A request sent in the last few ms of a second may arrive in the next one by Smaregi's clock;
+# such requests take a slot of the next second instead.
+EDGE_GUARD_S = 0.03
+
+
+class RateLimiter:
+    def __init__(self, db: Database, reads_per_s: int, writes_per_s: int, clock=time.time, sleep=time.sleep):
+        self.db = db
+        self.limits = {"read": reads_per_s, "write": writes_per_s}
+        self.clock = clock
+        self.sleep = sleep
+        self._acquired = 0
+
+    def acquire(self, contract_id: str, kind: str, deadline: float | None = None) -> None:
+        """Block until a slot is ours. Raise ContractPaused if that would pass `deadline` (monotonic)."""
+        limit = self.limits[kind]
+        while True:
+            now = self.clock()
+            pause = self._paused_for(contract_id, now)
+            second = int(now)
+            if now - second > 1 - EDGE_GUARD_S:
+                second += 1
+            wait = max(pause, second - now)
+            if pause <= 0 and self._take(contract_id, kind, second) <= limit:
+                if wait > 0:
+                    self._wait(wait, deadline)
+                self._housekeeping()
+                return
+            if pause <= 0:
+                wait = second + 1 - now  # this second is full: the next one
+            self._wait(wait + random.uniform(0, 0.01), deadline)
+
+    def pause(self, contract_id: str, seconds: float) -> None:
+        """Smaregi said 429: every process stops sending to this contract for `seconds`."""
+        until = utcnow() + timedelta(seconds=seconds)
+        with self.db.transaction() as session:
+            ensure_contract(session, contract_id)
+            session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
+                            .values(paused_until=until))
+        log.warning("smaregi.contract_paused", extra={"contract_id": contract_id, "seconds": seconds})
+
+    def _paused_for(self, contract_id: str, now: float) -> float:
+        with self.db.transaction() as session:
+            until = session.scalar(select(SmaregiContract.paused_until)
+                                   .where(SmaregiContract.contract_id == contract_id))
+        if until is None:
+            return 0.0
+        return max(0.0, until.timestamp() - now)
+
+    def _take(self, contract_id: str, kind: str, second: int) -> int:
+        with self.db.transaction() as session:
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            stmt = insert(RateSlot).values(contract_id=contract_id, kind=kind, second=second, used=1)
+            stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
+                                              set_={"used": RateSlot.used + 1}).returning(RateSlot.used)
+            return session.execute(stmt).scalar_one()
+
+    def _wait(self, seconds: float, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() + seconds > deadline:
+            raise ContractPaused(seconds)
+        self.sleep(seconds)
+
+    def _housekeeping(self) -> None:
+        self._acquired += 1
+        if self._acquired % 500 == 0:
+            with self.db.transaction() as session:
+                session.execute(delete(RateSlot).where(RateSlot.second < int(self.clock()) - 120))
+
+
+def ensure_contract(session, contract_id: str) -> None:
+    insert_ignoring_conflict(session, SmaregiContract, {"contract_id": contract_id}, ["contract_id"])

@@ -1,0 +1,17 @@
+"""Thin blueprints: verify, parse, call one domain function, shape the answer."""
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from ..services import Services
+
+
+def services() -> Services:
+    return current_app.extensions["pointbridge"]
+
+
+def register_blueprints(app: Flask) -> None:
+    from . import app_home, health
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(app_home.bp)

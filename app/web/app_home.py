@@ -1,0 +1,44 @@
+"""App Home: the embedded admin's first document load, and Shopify managed installation.
+
+Shopify installs the app without calling us (scopes in shopify.app.toml); the first App Home load
+brings `shop`, `host` and `id_token`. We verify the id token and, if the shop has no usable
+offline token, exchange it for an expiring one. A bad or stale id token gets the response App
+Bridge expects (redirect to the patch-id-token page, or 401 + X-Shopify-Retry-Invalid-Session-Request)
+and nothing is stored.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request
+
+from ..shopify.tokens import TokenExchangeFailed
+from ..shopify.verify import InvalidSignature
+from . import services
+
+bp = Blueprint("app_home", __name__)
+
+PATCH_ID_TOKEN_PATH = "/auth/patch-id-token"
+
+
+def _as_response(res) -> Response:
+    return Response(res.body or "", status=res.status, headers=res.headers)
+
+
+@bp.get("/")
+def app_home():
+    s = services()
+    try:
+        verified = s.verifier.app_home("GET", dict(request.headers), request.url, PATCH_ID_TOKEN_PATH)
+    except InvalidSignature as exc:
+        return Response(exc.body, status=exc.status, headers=exc.headers)
+    try:
+        s.shop_tokens.ensure_installed(verified.shop_domain, verified.id_token, verified.invalid_token_response)
+    except TokenExchangeFailed as exc:
+        return _as_response(exc.response)
+    html = render_template("app_home.html", api_key=s.config.shopify_api_key, shop=verified.shop_domain)
+    return Response(html, headers=verified.headers)
+
+
+@bp.get(PATCH_ID_TOKEN_PATH)
+def patch_id_token():
+    result = services().verifier.patch_id_token_page("GET", dict(request.headers), request.url)
+    return _as_response(result.response)

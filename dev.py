@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""The two commands a newcomer needs, with nothing installed but Python 3.11+.
+
+    python3 dev.py run     # web + worker + Smaregi/Shopify stand-ins + dev storefront, on SQLite
+    python3 dev.py test    # the test suite (Postgres tests run when Postgres answers)
+
+Both create `.venv/` from `requirements.lock` on first use (and again whenever the lock changes),
+so nobody activates a virtualenv or installs a package by hand. Standard library only: this file
+runs before any dependency exists.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+LOCK = ROOT / "requirements.lock"
+STAMP = VENV / ".lock-sha256"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _lock_digest() -> str:
+    text = LOCK.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    return hashlib.sha256(text).hexdigest()
+
+
+def ensure_venv() -> Path:
+    """Create or refresh .venv so it matches the lock exactly; return its python."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Pointbridge needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
+    python = BIN / "python"
+    if python.exists() and STAMP.exists() and STAMP.read_text().strip() == _lock_digest():
+        return python
+    if not python.exists():
+        print("• creating .venv", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("• installing the locked dependencies (first run only)", flush=True)
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.check_call([*pip, "install", "-r", str(LOCK)])
+    # The app itself, editable and without resolving again: the lock already pinned everything.
+    subprocess.check_call([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
+    STAMP.write_text(_lock_digest())
+    return python
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "setup"}:
+        print(__doc__.strip())
+        return 2
+    python = ensure_venv()
+    command, rest = argv[0], argv[1:]
+    os.chdir(ROOT)
+    if command == "setup":
+        return 0
+    if command == "test":
+        return subprocess.call([str(python), "-m", "pytest", *rest])
+    env = {**os.environ, "POINTBRIDGE_ENV": os.environ.get("POINTBRIDGE_ENV", "development")}
+    return subprocess.call([str(python), "-m", "app.dev.run", *rest], env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
