@@ -20,7 +20,7 @@ DEFAULT_SQLITE_PATH = ROOT / "instance" / "pointbridge.db"
 # Dev-mode values only. Production refuses to start when any of these is missing, and refuses
 # these exact values too, so a copied .env from a laptop cannot reach a real shop.
 DEV_SHOPIFY_API_KEY = "dev-pointbridge-api-key"
-DEV_SHOPIFY_API_SECRET = "dev-pointbridge-api-secret"
+DEV_SHOPIFY_API_SECRET = "dev-pointbridge-api-secret-not-for-production"
 DEV_SMAREGI_CLIENT_ID = "dev-smaregi-client"
 DEV_SMAREGI_CLIENT_SECRET = "dev-smaregi-secret"
 DEV_SMAREGI_CONTRACT_ID = "sb_devshop"

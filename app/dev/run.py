@@ -12,13 +12,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
-
-import jwt
 
 from ..config import load_config
 from .. import migrate
 from .seed import DEV_SHOP
+from .signing import app_home_id_token
 
 PORTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
 
@@ -50,12 +48,9 @@ def _wait_http(url: str, seconds: float = 20) -> None:
     raise SystemExit(f"dev: {url} did not come up")
 
 
-def id_token(config, shop: str = DEV_SHOP, minutes: int = 1) -> str:
+def id_token(config, minutes: int = 1) -> str:
     """An App Home id token signed with the dev secret, as Shopify admin would send."""
-    now = int(time.time())
-    return jwt.encode({"iss": f"https://{shop}/admin", "dest": f"https://{shop}", "aud": config.shopify_api_key,
-                       "sub": "1", "exp": now + 60 * minutes, "nbf": now - 5, "iat": now,
-                       "jti": str(uuid.uuid4()), "sid": str(uuid.uuid4())}, config.shopify_api_secret, "HS256")
+    return app_home_id_token(config.shopify_api_key, config.shopify_api_secret, DEV_SHOP, ttl_s=60 * minutes)
 
 
 def main() -> int:

@@ -71,6 +71,7 @@ class ShopifyEmulator:
         self.shops: dict[str, ShopState] = {}
         self.faults: list[GqlFault] = []
         self.counts = {"token_exchange": 0, "refresh": 0, "graphql": 0}
+        self.token_latency_s = 0.0  # slow token endpoint, to make concurrent refreshes overlap
 
     def shop(self, domain: str) -> ShopState:
         with self.lock:
@@ -112,6 +113,8 @@ class ShopifyEmulator:
         return body
 
     def _token(self, domain: str):
+        if self.token_latency_s:
+            time.sleep(self.token_latency_s)
         body = request.get_json(silent=True) or {}
         if body.get("client_id") != self.api_key or body.get("client_secret") != self.api_secret:
             return jsonify({"error": "invalid_client"}), 401

@@ -292,7 +292,8 @@ class SmaregiEmulator:
                 if f.latency_s:
                     time.sleep(f.latency_s)
                 if f.status:
-                    raise Problem(f.status, "Injected fault", f"injected {f.status}")
+                    raise Problem(f.status, "Injected fault", f"injected {f.status}",
+                                  {"Retry-After": "1"} if f.status == 429 else None)
             request.environ["emulator.stall_s"] = max((f.stall_after_apply_s for f in hits), default=0.0)
             return None
 

@@ -123,13 +123,15 @@ class Smaregi:
         self.http = requests.Session()
         self.http.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
         self.http.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
-        self.tokens = ContractTokens(db, cipher, self._fetch_token)
+        self.tokens = ContractTokens(db, cipher, self._fetch_token, self._reserve_token_slot)
 
     def contract(self, contract_id: str) -> "SmaregiClient":
         return SmaregiClient(self, contract_id)
 
-    def _fetch_token(self, contract_id: str) -> tuple[str, int]:
+    def _reserve_token_slot(self, contract_id: str) -> None:
         self.limiter.acquire(contract_id, "write", time.monotonic() + DEFAULT_BUDGET_S)
+
+    def _fetch_token(self, contract_id: str) -> tuple[str, int]:
         url = f"{self.id_base}/app/{contract_id}/token"
         try:
             resp = self.http.post(url, auth=(self.client_id, self.client_secret),
@@ -214,55 +216,58 @@ class SmaregiClient:
         safe = method == "GET"
         kind = "read" if safe else "write"
         deadline = deadline if deadline is not None else time.monotonic() + DEFAULT_BUDGET_S
-        url = f"{self.s.api_base}/{self.contract_id}/pos{path}"
         attempt, retried_401, rate_limited = 0, False, 0
         while True:
             attempt += 1
-            self.s.limiter.acquire(self.contract_id, kind, deadline)
-            token = self.s.tokens.get(self.contract_id)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
-                raise SmaregiTimeout("no time left before sending")
-            timeout = (min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining))
-            started = time.monotonic()
+            token = None
             try:
-                resp = self.s.http.request(method, url, params=params, json=json, timeout=timeout,
-                                           headers={"Authorization": f"Bearer {token}",
-                                                    "Accept": "application/json"})
-            except requests.ConnectTimeout:
-                error: SmaregiError = SmaregiUnreachable("connect timeout")
-            except requests.Timeout:
-                error = SmaregiTimeout("read timeout")
-            except requests.ConnectionError as exc:
-                # Refused before anything was sent is safe to retry; a reset mid-request is not.
-                text = repr(exc)
-                error = SmaregiUnreachable(type(exc).__name__) if "NewConnectionError" in text \
-                    else SmaregiTimeout("connection dropped")
-            else:
-                elapsed_ms = round((time.monotonic() - started) * 1000)
-                log.debug("smaregi.call", extra={"contract_id": self.contract_id, "method": method,
-                                                 "path": path.split("?")[0], "status": resp.status_code,
-                                                 "ms": elapsed_ms})
-                if 200 <= resp.status_code < 300:
-                    return _from_wire(resp.json()) if resp.content else None
-                error = _error_for(resp)
-            if isinstance(error, SmaregiRateLimited):
-                self.s.limiter.pause(self.contract_id, error.retry_after_s)
+                token = self.s.tokens.get(self.contract_id)
+                self.s.limiter.acquire(self.contract_id, kind, deadline)
+                return self._send(method, path, token, params, json, deadline)
+            except SmaregiRateLimited as exc:
+                # Not applied, by definition: every process waits Retry-After, then we try again.
+                self.s.limiter.pause(self.contract_id, exc.retry_after_s)
                 rate_limited += 1
-                if rate_limited <= MAX_429_RETRIES:
-                    continue  # acquire() waits out the pause, or raises ContractPaused at the deadline
-                raise error
-            if isinstance(error, SmaregiUnauthorized) and not retried_401:
-                retried_401 = True
+                if rate_limited > MAX_429_RETRIES:
+                    raise
+            except SmaregiUnauthorized:
+                if retried_401 or token is None:
+                    raise
+                retried_401 = True  # the token was revoked or expired early: one fresh token, one retry
                 self.s.tokens.invalidate(self.contract_id, token)
-                continue
-            retryable = isinstance(error, SmaregiUnreachable) or (
-                safe and isinstance(error, (SmaregiServerError, SmaregiTimeout)))
-            backoff = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            if retryable and attempt < SAFE_ATTEMPTS and time.monotonic() + backoff < deadline - 0.05:
+            except (SmaregiUnreachable, SmaregiServerError, SmaregiTimeout) as exc:
+                retryable = isinstance(exc, SmaregiUnreachable) or safe
+                backoff = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                if not retryable or attempt >= SAFE_ATTEMPTS or time.monotonic() + backoff >= deadline - 0.05:
+                    raise
                 time.sleep(backoff)
-                continue
-            raise error
+
+    def _send(self, method: str, path: str, token: str, params: dict | None, json: dict | None,
+              deadline: float) -> Any:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise SmaregiUnreachable("no time left before sending")
+        url = f"{self.s.api_base}/{self.contract_id}/pos{path}"
+        started = time.monotonic()
+        try:
+            resp = self.s.http.request(method, url, params=params, json=json,
+                                       timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining)),
+                                       headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        except requests.ConnectTimeout:
+            raise SmaregiUnreachable("connect timeout") from None
+        except requests.Timeout:
+            raise SmaregiTimeout("read timeout") from None
+        except requests.ConnectionError as exc:
+            # Refused before anything was sent is safe to retry; a reset mid-request is not.
+            if "NewConnectionError" in repr(exc):
+                raise SmaregiUnreachable("connection refused") from None
+            raise SmaregiTimeout("connection dropped") from None
+        log.debug("smaregi.call", extra={"contract_id": self.contract_id, "method": method, "path": path,
+                                         "status": resp.status_code,
+                                         "ms": round((time.monotonic() - started) * 1000)})
+        if 200 <= resp.status_code < 300:
+            return _from_wire(resp.json()) if resp.content else None
+        raise _error_for(resp)
 
 
 def _error_for(resp: requests.Response) -> SmaregiError:

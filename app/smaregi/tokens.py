@@ -29,11 +29,14 @@ class AppToken:
 
 
 class ContractTokens:
-    def __init__(self, db: Database, cipher: TokenCipher, fetch: Callable[[str], tuple[str, int]]):
-        """`fetch(contract_id)` asks Smaregi for a new token: returns (token, expires_in seconds)."""
+    def __init__(self, db: Database, cipher: TokenCipher, fetch: Callable[[str], tuple[str, int]],
+                 reserve: Callable[[str], None]):
+        """`fetch(contract_id)` asks Smaregi for a new token: returns (token, expires_in seconds).
+        `reserve(contract_id)` takes a rate-limit slot for it."""
         self.db = db
         self.cipher = cipher
         self.fetch = fetch
+        self.reserve = reserve
         self._memory: dict[str, AppToken] = {}
         self._lock = threading.Lock()
 
@@ -59,6 +62,9 @@ class ContractTokens:
             return self._usable(row)
 
     def _renew(self, contract_id: str, stale: str | None) -> AppToken:
+        # The slot is taken before the lock: the limiter writes to the database itself, and on
+        # SQLite the lock below is the database's only write lock.
+        self.reserve(contract_id)
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
