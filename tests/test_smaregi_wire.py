@@ -11,7 +11,7 @@ from app.models import SmaregiContract
 from app.smaregi.errors import SmaregiBadRequest
 
 from .conftest import CONTRACT
-from .vcr_support import RECORDING, recorder
+from .vcr_support import CASSETTES, RECORDING, recorder
 
 ID_HOST, API_HOST = "https://id.smaregi.dev", "https://api.smaregi.dev"
 
@@ -34,6 +34,8 @@ def wire(tmp_path, make_services, request):
 
     @contextmanager
     def cassette(name: str):
+        if RECORDING:
+            (CASSETTES / "smaregi" / f"{name}.yaml").unlink(missing_ok=True)
         with vcr.use_cassette(f"{name}.yaml", allow_playback_repeats=False) as c:
             yield c
         if not RECORDING:
