@@ -44,5 +44,91 @@ def db_downgrade(revision: str) -> None:
     migrate.downgrade(_config().database_url, revision)
 
 
+def _services():
+    from .logs import configure_logging
+    from .services import Services
+
+    config = _config()
+    configure_logging(config.log_level)
+    return Services.build(config)
+
+
+@main.command()
+def worker() -> None:
+    """Run the sync worker (Procfile `worker`): member syncs and periodic jobs."""
+    from .sync.worker import run_worker
+
+    run_worker(_services())
+
+
+@main.group()
+def sync() -> None:
+    """Member sync operations."""
+
+
+def _shop_id(s, shop: str | None) -> int | None:
+    if shop is None:
+        return None
+    from .shopify.transport import shop_domain
+    from .sync.operations import shop_id_for
+
+    shop_id = shop_id_for(s.db, shop_domain(shop))
+    if shop_id is None:
+        raise click.ClickException(f"unknown shop {shop}")
+    return shop_id
+
+
+@sync.command("status")
+@click.option("--shop", help="example.myshopify.com (default: all shops)")
+def sync_status(shop: str | None) -> None:
+    """Count member links by state."""
+    from .sync.operations import status_counts
+
+    s = _services()
+    for state, count in status_counts(s.db, _shop_id(s, shop)).items():
+        click.echo(f"{state:10} {count}")
+
+
+@sync.command("failures")
+@click.option("--shop")
+@click.option("--limit", default=50, show_default=True)
+def sync_failures(shop: str | None, limit: int) -> None:
+    """List failed and conflicting links with their reasons."""
+    from .sync.operations import problems
+
+    s = _services()
+    for p in problems(s.db, _shop_id(s, shop), limit):
+        click.echo(f"#{p.link_id} {p.shop_domain} customer {p.shopify_customer_id} {p.state} "
+                   f"(attempts {p.attempts}, {p.updated_at:%Y-%m-%d %H:%M}Z): {p.last_error}")
+
+
+@sync.command("retry")
+@click.argument("link_ids", nargs=-1, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="retry every failed link")
+@click.option("--shop")
+def sync_retry(link_ids: tuple[int, ...], retry_all: bool, shop: str | None) -> None:
+    """Retry failed links (by id, or --all)."""
+    from .sync.operations import retry_failed
+
+    if not link_ids and not retry_all:
+        raise click.UsageError("give link ids or --all")
+    s = _services()
+    count = retry_failed(s.db, shop_id=_shop_id(s, shop), link_ids=list(link_ids) if link_ids else None)
+    click.echo(f"{count} link(s) queued again")
+
+
+@sync.command("resync")
+@click.argument("customer_id", type=int)
+@click.option("--shop", required=True)
+def sync_resync(customer_id: int, shop: str) -> None:
+    """Write one customer to Smaregi again."""
+    from .sync.operations import resync
+
+    s = _services()
+    if not resync(s.db, _shop_id(s, shop), customer_id):
+        raise click.ClickException("no recorded customer with that id in that shop")
+    click.echo("queued")
+
+
 if __name__ == "__main__":
     main()

@@ -63,8 +63,9 @@ def _sqlite_begin_immediate(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def insert_ignoring_conflict(session, model, values: dict, conflict_columns: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING on either engine. Returns the inserted primary key or None."""
+def insert_ignoring_conflict(session, model, values: dict, conflict_columns: list[str] | None = None):
+    """INSERT … ON CONFLICT DO NOTHING on either engine (any unique index when no columns are
+    named). Returns the inserted primary key, or None when the row already existed."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     dialect = session.get_bind().dialect.name

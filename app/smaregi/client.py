@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -39,6 +39,7 @@ from .tokens import ContractTokens
 
 log = logging.getLogger(__name__)
 
+JST = timezone(timedelta(hours=9))
 SCOPES = "pos.customers:read pos.customers:write pos.transactions:read"
 DEFAULT_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
@@ -94,8 +95,8 @@ def _to_wire(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def smaregi_time(moment: datetime) -> str:
-    """Smaregi's date-time format: 2024-01-01T00:00:00+09:00."""
-    return moment.isoformat(timespec="seconds")
+    """Smaregi's date-time format, in Japan time: 2024-01-01T00:00:00+09:00."""
+    return moment.astimezone(JST).isoformat(timespec="seconds")
 
 
 def _retry_after(value: str | None) -> float:

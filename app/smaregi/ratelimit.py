@@ -1,6 +1,7 @@
 """Smaregi's per-contract limit, kept across every web and worker process through the database.
 
-Each request takes a slot in the counter row for (contract, read|write, current clock second).
+Each request takes a slot in the counter row for (contract, read|write, current clock second);
+the worker's scheduler deletes old rows.
 An atomic upsert returns the new count; over the limit, the caller waits for the next second.
 A 429 from Smaregi sets `paused_until` on the contract, which every process honours.
 """
@@ -11,7 +12,7 @@ import random
 import time
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database, insert_ignoring_conflict
@@ -31,7 +32,6 @@ class RateLimiter:
         self.limits = {"read": reads_per_s, "write": writes_per_s}
         self.clock = clock
         self.sleep = sleep
-        self._acquired = 0
 
     def acquire(self, contract_id: str, kind: str, deadline: float | None = None) -> None:
         """Block until a slot is ours. Raise ContractPaused if that would pass `deadline` (monotonic)."""
@@ -46,7 +46,6 @@ class RateLimiter:
             if pause <= 0 and self._take(contract_id, kind, second) <= limit:
                 if wait > 0:
                     self._wait(wait, deadline)
-                self._housekeeping()
                 return
             if pause <= 0:
                 wait = second + 1 - now  # this second is full: the next one
@@ -81,12 +80,6 @@ class RateLimiter:
         if deadline is not None and time.monotonic() + seconds > deadline:
             raise ContractPaused(seconds)
         self.sleep(seconds)
-
-    def _housekeeping(self) -> None:
-        self._acquired += 1
-        if self._acquired % 500 == 0:
-            with self.db.transaction() as session:
-                session.execute(delete(RateSlot).where(RateSlot.second < int(self.clock()) - 120))
 
 
 def ensure_contract(session, contract_id: str) -> None:

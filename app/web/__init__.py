@@ -11,7 +11,8 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import app_home, health
+    from . import app_home, health, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(app_home.bp)
+    app.register_blueprint(webhooks.bp)

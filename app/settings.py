@@ -1,0 +1,55 @@
+"""Effective per-shop settings: the shop's overrides on top of the environment defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from .config import Config
+from .models import Shop, ShopSettings
+
+
+@dataclass(frozen=True)
+class EffectiveSettings:
+    shop_id: int
+    contract_id: str | None
+    sync_enabled: bool  # the shop's switch AND SMAREGI_SYNC_ENABLED
+    blank_name_placeholder: str
+    keep_store_member_codes: bool
+    yen_per_point: int
+    points_unit: int
+    points_minimum: int
+    points_daily_limit: int
+    coupon_valid_days: int
+    rank_labels: dict
+    timezone: ZoneInfo
+    currency: str
+
+    @property
+    def syncable(self) -> bool:
+        return self.sync_enabled and self.contract_id is not None
+
+
+def effective_settings(session: Session, shop: Shop, config: Config) -> EffectiveSettings:
+    own = session.get(ShopSettings, shop.id) or ShopSettings(shop_id=shop.id)
+    defaults = config.points
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return EffectiveSettings(
+        shop_id=shop.id,
+        contract_id=shop.smaregi_contract_id or config.smaregi_contract_id,
+        sync_enabled=config.smaregi_sync_enabled and pick(own.sync_enabled, True) and shop.uninstalled_at is None,
+        blank_name_placeholder=pick(own.blank_name_placeholder, "-") or "-",
+        keep_store_member_codes=bool(own.keep_store_member_codes),
+        yen_per_point=pick(own.yen_per_point, defaults.yen_per_point),
+        points_unit=pick(own.points_unit, defaults.unit),
+        points_minimum=pick(own.points_minimum, defaults.minimum),
+        points_daily_limit=pick(own.points_daily_limit, defaults.daily_limit),
+        coupon_valid_days=pick(own.coupon_valid_days, defaults.coupon_valid_days),
+        rank_labels=dict(own.rank_labels or {}),
+        timezone=ZoneInfo(shop.timezone or "Asia/Tokyo"),
+        currency=shop.currency or "JPY",
+    )

@@ -1,0 +1,150 @@
+"""The member directory: our index of a contract's Smaregi members by normalised e-mail.
+
+Smaregi cannot search members by e-mail, so we page through every member once ("import", on first
+use of a contract, resumable page by page), then keep the index fresh from the update-time window
+(at most 31 days per call), and record every write we make ourselves.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..models import DirectoryMember, SmaregiContract, utcnow
+from ..smaregi.client import SmaregiClient
+from ..smaregi.ratelimit import ensure_contract
+from .mapping import normalize_email
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1000
+WINDOW = timedelta(days=31)
+OVERLAP = timedelta(minutes=5)  # Smaregi's updDateTime and our clock may disagree a little
+WITHDRAWN = {"3", "4"}  # 退会, 名寄せ: not someone to link a new customer to
+
+
+class DirectoryNotReady(Exception):
+    """The first import of this contract's members has not finished; e-mail matching must wait."""
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def remember(session: Session, contract_id: str, member: dict[str, Any]) -> None:
+    """Upsert one member as Smaregi returned it (after our own write, or from a list page)."""
+    values = {"contract_id": contract_id, "smaregi_customer_id": str(member["customerId"]),
+              "customer_code": member.get("customerCode"), "email_normalized": normalize_email(member.get("mailAddress")),
+              "status": member.get("status"), "smaregi_updated_at": _parse(member.get("updDateTime")),
+              "refreshed_at": utcnow()}
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(DirectoryMember).values(**values)
+    stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "smaregi_customer_id"],
+                                      set_={k: stmt.excluded[k] for k in values if k not in
+                                            ("contract_id", "smaregi_customer_id")})
+    session.execute(stmt)
+
+
+def forget(session: Session, contract_id: str, smaregi_customer_id: str) -> None:
+    session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == contract_id,
+                                                  DirectoryMember.smaregi_customer_id == smaregi_customer_id))
+
+
+def candidates_by_email(session: Session, contract_id: str, email: str | None) -> list[DirectoryMember]:
+    key = normalize_email(email)
+    if key is None:
+        return []
+    rows = session.scalars(select(DirectoryMember).where(DirectoryMember.contract_id == contract_id,
+                                                         DirectoryMember.email_normalized == key)
+                           .order_by(DirectoryMember.smaregi_customer_id)).all()
+    return [r for r in rows if r.status not in WITHDRAWN]
+
+
+def require_ready(session: Session, contract_id: str) -> None:
+    row = session.get(SmaregiContract, contract_id)
+    if row is None or row.directory_import_completed_at is None:
+        raise DirectoryNotReady(contract_id)
+
+
+def import_pages(db: Database, client: SmaregiClient, max_pages: int | None = None,
+                 deadline: float | None = None) -> bool:
+    """Continue the first import where it stopped. Returns True once the whole list is in."""
+    contract_id = client.contract_id
+    with db.transaction() as session:
+        ensure_contract(session, contract_id)
+        row = session.get(SmaregiContract, contract_id)
+        if row.directory_import_completed_at is not None:
+            return True
+        if row.directory_import_started_at is None:
+            row.directory_import_started_at = utcnow()
+        page = row.directory_import_page + 1
+    pages = 0
+    while max_pages is None or pages < max_pages:
+        started_at = utcnow()
+        rows = client.list_customers(page=page, limit=PAGE_SIZE, deadline=deadline)
+        with db.transaction() as session:
+            for member in rows:
+                remember(session, contract_id, member)
+            values: dict[str, Any] = {"directory_import_page": page,
+                                      "directory_imported": SmaregiContract.directory_imported + len(rows)}
+            done = len(rows) < PAGE_SIZE
+            if done:
+                # Anything changed while we paged is picked up by the window refresh from here.
+                values.update(directory_import_completed_at=utcnow(),
+                              directory_fresh_until=_import_start(session, contract_id) or started_at)
+            session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id).values(**values))
+        log.info("directory.import_page", extra={"contract_id": contract_id, "page": page, "rows": len(rows)})
+        if done:
+            return True
+        page += 1
+        pages += 1
+    return False
+
+
+def _import_start(session: Session, contract_id: str) -> datetime | None:
+    return session.scalar(select(SmaregiContract.directory_import_started_at)
+                          .where(SmaregiContract.contract_id == contract_id))
+
+
+def refresh_window(db: Database, client: SmaregiClient, *, max_age: timedelta = timedelta(0),
+                   deadline: float | None = None) -> int:
+    """Fetch members updated since the last refresh (windows of ≤31 days). Returns rows seen.
+    With `max_age`, does nothing if the index is at most that old."""
+    contract_id = client.contract_id
+    with db.transaction() as session:
+        row = session.get(SmaregiContract, contract_id)
+        if row is None or row.directory_fresh_until is None:
+            return 0
+        since = row.directory_fresh_until
+    now = utcnow()
+    if now - since <= max_age:
+        return 0
+    seen = 0
+    start = since - OVERLAP
+    while start < now:
+        end = min(start + WINDOW, now)
+        page = 1
+        while True:
+            rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
+                                         deadline=deadline)
+            with db.transaction() as session:
+                for member in rows:
+                    remember(session, contract_id, member)
+            seen += len(rows)
+            if len(rows) < PAGE_SIZE:
+                break
+            page += 1
+        with db.transaction() as session:
+            session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
+                            .values(directory_fresh_until=end))
+        start = end
+    log.info("directory.refreshed", extra={"contract_id": contract_id, "rows": seen})
+    return seen

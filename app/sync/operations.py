@@ -1,0 +1,92 @@
+"""What an operator (CLI) and the merchant (admin) can see and do about the sync."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from ..db import Database
+from ..models import MemberLink, Shop, utcnow
+
+STATES = ("pending", "synced", "failed", "conflict", "paused")
+
+
+@dataclass(frozen=True)
+class LinkView:
+    link_id: int
+    shop_domain: str
+    shopify_customer_id: int
+    smaregi_customer_id: str | None
+    member_code: str | None
+    state: str
+    attempts: int
+    last_error: str | None
+    conflict_candidates: list | None
+    updated_at: datetime
+
+
+def status_counts(db: Database, shop_id: int | None = None) -> dict[str, int]:
+    with db.transaction() as session:
+        query = select(MemberLink.state, func.count()).group_by(MemberLink.state)
+        if shop_id is not None:
+            query = query.where(MemberLink.shop_id == shop_id)
+        counts = dict(session.execute(query).all())
+    return {state: counts.get(state, 0) for state in STATES}
+
+
+def problems(db: Database, shop_id: int | None = None, limit: int = 200) -> list[LinkView]:
+    """Failed and conflicting links, most recent first, with the reason in plain words."""
+    with db.transaction() as session:
+        query = (select(MemberLink, Shop.domain).join(Shop, Shop.id == MemberLink.shop_id)
+                 .where(MemberLink.state.in_(("failed", "conflict")))
+                 .order_by(MemberLink.updated_at.desc()).limit(limit))
+        if shop_id is not None:
+            query = query.where(MemberLink.shop_id == shop_id)
+        return [LinkView(link.id, domain, link.shopify_customer_id, link.smaregi_customer_id, link.member_code,
+                         link.state, link.attempts, link.last_error, link.conflict_candidates, link.updated_at)
+                for link, domain in session.execute(query).all()]
+
+
+def retry_failed(db: Database, *, shop_id: int | None = None, link_ids: list[int] | None = None) -> int:
+    """Failed links become due now, with a fresh attempt budget."""
+    with db.transaction() as session:
+        stmt = update(MemberLink).where(MemberLink.state == "failed")
+        if shop_id is not None:
+            stmt = stmt.where(MemberLink.shop_id == shop_id)
+        if link_ids is not None:
+            stmt = stmt.where(MemberLink.id.in_(link_ids))
+        return session.execute(stmt.values(state="pending", attempts=0, next_attempt_at=utcnow(),
+                                           leased_until=None, lease_owner=None)).rowcount
+
+
+def resync(db: Database, shop_id: int, shopify_customer_id: int) -> bool:
+    """Write the customer to Smaregi again even if we think it is up to date."""
+    with db.transaction() as session:
+        result = session.execute(update(MemberLink).where(
+            MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == shopify_customer_id,
+            MemberLink.desired.is_not(None)).values(
+            state="pending", synced_hash=None, attempts=0, next_attempt_at=utcnow(), leased_until=None,
+            lease_owner=None, event_received_at=utcnow()))
+        return result.rowcount == 1
+
+
+def resolve_conflict(db: Database, shop_id: int, link_id: int, smaregi_customer_id: str) -> bool:
+    """The merchant chose which store member this customer is; the worker links and updates it."""
+    with db.transaction() as session:
+        link = session.scalar(select(MemberLink).where(MemberLink.id == link_id, MemberLink.shop_id == shop_id,
+                                                       MemberLink.state == "conflict").with_for_update())
+        allowed = {c["smaregi_customer_id"] for c in (link.conflict_candidates or [])} if link else set()
+        if link is None or smaregi_customer_id not in allowed:
+            return False
+        link.smaregi_customer_id = smaregi_customer_id
+        link.member_code = None
+        link.synced_hash = None
+        link.state, link.attempts, link.next_attempt_at = "pending", 0, utcnow()
+        link.conflict_candidates = None
+        return True
+
+
+def shop_id_for(db: Database, domain: str) -> int | None:
+    with db.transaction() as session:
+        return session.scalar(select(Shop.id).where(Shop.domain == domain))

@@ -1,0 +1,128 @@
+"""The member-link table is the work queue.
+
+A worker claims due rows (`FOR UPDATE SKIP LOCKED` on Postgres; SQLite's write lock serialises the
+claim) and holds a lease on each. A crashed worker's lease runs out and another takes the row. A
+worker writes its result only while it still holds the lease, so a taken-over row is never
+overwritten by a worker that woke up late.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from ..config import Config
+from ..db import Database
+from ..models import MemberLink, Shop, utcnow
+from ..settings import effective_settings
+from .matching import Job, Synced
+
+LEASE_S = 120
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 5
+BACKOFF_CAP_S = 3600
+
+
+@dataclass(frozen=True)
+class Failure:
+    reason: str  # plain words, shown to the merchant
+    retryable: bool
+    wait_s: float | None = None  # a pause that is not the link's fault (429, directory import)
+
+
+def backoff_s(attempts: int) -> float:
+    """Exponential with full jitter: 5 s, 10 s, 20 s … capped at an hour."""
+    return random.uniform(0.5, 1.0) * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(0, attempts - 1))
+
+
+def claim(db: Database, config: Config, owner: str, limit: int) -> list[Job]:
+    now = utcnow()
+    with db.transaction() as session:
+        due = (select(MemberLink.id)
+               .where(MemberLink.state == "pending", MemberLink.next_attempt_at <= now,
+                      or_(MemberLink.leased_until.is_(None), MemberLink.leased_until < now))
+               .order_by(MemberLink.next_attempt_at).limit(limit)
+               .with_for_update(skip_locked=True))
+        ids = session.scalars(due).all()
+        if not ids:
+            return []
+        session.execute(update(MemberLink).where(MemberLink.id.in_(ids))
+                        .values(leased_until=now + timedelta(seconds=LEASE_S), lease_owner=owner))
+        links = session.scalars(select(MemberLink).where(MemberLink.id.in_(ids))
+                                .execution_options(populate_existing=True)).all()
+        jobs = []
+        settings_by_shop: dict[int, Any] = {}
+        for link in links:
+            if link.shop_id not in settings_by_shop:
+                settings_by_shop[link.shop_id] = effective_settings(session, session.get(Shop, link.shop_id), config)
+            settings = settings_by_shop[link.shop_id]
+            if not settings.syncable:
+                link.state, link.leased_until, link.lease_owner = "paused", None, None
+                continue
+            jobs.append(Job(link.id, link.shop_id, link.shopify_customer_id, link.smaregi_customer_id,
+                            link.member_code, dict(link.desired or {}), link.desired_hash or "",
+                            link.synced_hash, settings))
+        return jobs
+
+
+def renew(db: Database, job: Job, owner: str) -> bool:
+    """Extend the lease just before working on a row; False if another worker took it over."""
+    with db.transaction() as session:
+        result = session.execute(update(MemberLink)
+                                 .where(MemberLink.id == job.link_id, MemberLink.lease_owner == owner)
+                                 .values(leased_until=utcnow() + timedelta(seconds=LEASE_S)))
+        return result.rowcount == 1
+
+
+def _guarded(job: Job, owner: str):
+    return update(MemberLink).where(MemberLink.id == job.link_id, MemberLink.lease_owner == owner)
+
+
+def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
+    now = utcnow()
+    with db.transaction() as session:
+        link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
+                              .execution_options(populate_existing=True))
+        if link is None or link.lease_owner != owner:
+            return False
+        still_current = link.desired_hash == job.desired_hash and link.state == "pending"
+        link.smaregi_customer_id = result.smaregi_customer_id
+        link.member_code = result.member_code
+        link.synced_hash = result.synced_hash
+        link.attempts, link.last_error, link.conflict_candidates = 0, None, None
+        link.leased_until = link.lease_owner = None
+        if still_current:
+            link.state, link.synced_at, link.event_received_at = "synced", now, None
+        # else: a newer state arrived while we worked; the row stays pending and due.
+        return True
+
+
+def conflict(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
+    with db.transaction() as session:
+        result = session.execute(_guarded(job, owner).values(
+            state="conflict", conflict_candidates=candidates, leased_until=None, lease_owner=None,
+            last_error=f"{len(candidates)} store members have this e-mail address; choose which one to link."))
+        return result.rowcount == 1
+
+
+def fail(db: Database, job: Job, owner: str, failure: Failure) -> bool:
+    now = utcnow()
+    with db.transaction() as session:
+        link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
+                              .execution_options(populate_existing=True))
+        if link is None or link.lease_owner != owner:
+            return False
+        link.leased_until = link.lease_owner = None
+        if failure.wait_s is not None:  # not the link's fault: try again later, no attempt counted
+            link.next_attempt_at = now + timedelta(seconds=failure.wait_s)
+            return True
+        link.attempts += 1
+        link.last_error = failure.reason
+        if failure.retryable and link.attempts < MAX_ATTEMPTS:
+            link.next_attempt_at = now + timedelta(seconds=backoff_s(link.attempts))
+        else:
+            link.state = "failed"
+        return True

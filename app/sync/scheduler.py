@@ -1,0 +1,104 @@
+"""Periodic jobs that must run once across all workers, however many there are.
+
+Each job has a row in `scheduled_jobs`; a worker runs a job only after its UPDATE claimed the due
+row (one statement, so two workers cannot both win). A job returns how soon it wants to run again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Callable
+
+from sqlalchemy import delete, or_, select, update
+
+from ..db import insert_ignoring_conflict
+from ..models import RateSlot, ScheduledJob, Shop, utcnow
+from ..services import Services
+from . import directory
+
+log = logging.getLogger(__name__)
+
+JOB_LEASE_S = 300
+DIRECTORY_EVERY_S = 300
+IMPORT_PAGES_PER_RUN = 20
+
+
+def contracts_in_use(services: Services) -> list[str]:
+    with services.db.transaction() as session:
+        own = session.scalars(select(Shop.smaregi_contract_id).where(Shop.smaregi_contract_id.is_not(None),
+                                                                     Shop.uninstalled_at.is_(None))
+                              .distinct()).all()
+    return sorted(set(own) | ({services.config.smaregi_contract_id} if services.config.smaregi_contract_id else set()))
+
+
+def refresh_directories(services: Services) -> float:
+    """First import (resumable, a few pages per run), then the update-window refresh."""
+    again = DIRECTORY_EVERY_S
+    for contract_id in contracts_in_use(services):
+        client = services.smaregi.contract(contract_id)
+        try:
+            if not directory.import_pages(services.db, client, max_pages=IMPORT_PAGES_PER_RUN,
+                                          deadline=time.monotonic() + 120):
+                again = 1  # keep going soon: new customers with an e-mail wait for it
+            else:
+                directory.refresh_window(services.db, client, deadline=time.monotonic() + 120)
+        except Exception as exc:  # noqa: BLE001 - one contract's trouble must not stop the others
+            log.warning("directory.failed", extra={"contract_id": contract_id, "error": type(exc).__name__})
+            again = min(again, 60)
+    return again
+
+
+def cleanup_rate_slots(services: Services) -> float:
+    with services.db.transaction() as session:
+        session.execute(delete(RateSlot).where(RateSlot.second < int(time.time()) - 120))
+    return 60
+
+
+JOBS: dict[str, Callable[[Services], float]] = {
+    "member_directory": refresh_directories,
+    "rate_slot_cleanup": cleanup_rate_slots,
+}
+
+
+def claim(services: Services, name: str) -> bool:
+    now = utcnow()
+    with services.db.transaction() as session:
+        insert_ignoring_conflict(session, ScheduledJob, {"name": name, "next_run_at": now}, ["name"])
+        result = session.execute(update(ScheduledJob).where(
+            ScheduledJob.name == name, ScheduledJob.next_run_at <= now,
+            or_(ScheduledJob.leased_until.is_(None), ScheduledJob.leased_until < now))
+            .values(leased_until=now + timedelta(seconds=JOB_LEASE_S)))
+        return result.rowcount == 1
+
+
+def release(services: Services, name: str, again_s: float, error: str | None) -> None:
+    now = utcnow()
+    with services.db.transaction() as session:
+        session.execute(update(ScheduledJob).where(ScheduledJob.name == name).values(
+            leased_until=None, last_run_at=now, last_error=error, next_run_at=now + timedelta(seconds=again_s)))
+
+
+def run_due(services: Services, owner: str) -> list[str]:
+    ran = []
+    for name, job in JOBS.items():
+        if not claim(services, name):
+            continue
+        error = None
+        try:
+            again = job(services)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("scheduler.job_failed", extra={"job": name, "worker": owner})
+            again, error = 60, type(exc).__name__
+        release(services, name, again, error)
+        ran.append(name)
+    return ran
+
+
+def schedule_now(services: Services, name: str) -> None:
+    """Ask for a job to run at the next chance (e.g. after connecting a contract)."""
+    with services.db.transaction() as session:
+        insert_ignoring_conflict(session, ScheduledJob, {"name": name, "next_run_at": utcnow()}, ["name"])
+        session.execute(update(ScheduledJob).where(ScheduledJob.name == name).values(next_run_at=utcnow()))
+
+
