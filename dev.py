@@ -41,11 +41,19 @@ def ensure_venv() -> Path:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("• installing the locked dependencies (first run only)", flush=True)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.check_call([*pip, "install", "-r", str(LOCK)])
+    _quiet([*pip, "install", "-r", str(LOCK)])
     # The app itself, editable and without resolving again: the lock already pinned everything.
-    subprocess.check_call([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
+    _quiet([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
     STAMP.write_text(_lock_digest())
     return python
+
+
+def _quiet(command: list[str]) -> None:
+    """Run pip, showing its output only if it fails (some machines' pip config is chatty)."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"dev.py: '{' '.join(command[2:5])} …' failed (exit {result.returncode})")
 
 
 def main(argv: list[str]) -> int:

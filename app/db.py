@@ -18,8 +18,7 @@ class Database:
             self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
                                                 max_overflow=pool_size, pool_recycle=1800)
         else:
-            if url.startswith("sqlite:///") and ":memory:" not in url:
-                Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            ensure_sqlite_folder(url)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
@@ -44,6 +43,11 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def ensure_sqlite_folder(url: str) -> None:
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

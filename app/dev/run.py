@@ -6,6 +6,7 @@ path, and prints the URLs to open. Ctrl-C stops everything.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,8 @@ import urllib.request
 
 from ..config import load_config
 from .. import migrate
-from .seed import DEV_SHOP
-from .signing import app_home_id_token
+from .seed import DEV_SHOP, customer_payloads
+from .signing import app_home_id_token, webhook_hmac
 
 PORTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
 
@@ -53,6 +54,17 @@ def id_token(config, minutes: int = 1) -> str:
     return app_home_id_token(config.shopify_api_key, config.shopify_api_secret, DEV_SHOP, ttl_s=60 * minutes)
 
 
+def _send_customer_webhooks(web: str, config) -> None:
+    """Signed customers/create deliveries for the demo customers: the worker links or creates members."""
+    for payload in customer_payloads():
+        body = json.dumps(payload, ensure_ascii=False).encode()
+        request = urllib.request.Request(f"{web}/webhooks", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Shopify-Topic": "customers/create",
+            "X-Shopify-Shop-Domain": DEV_SHOP, "X-Shopify-Webhook-Id": f"dev-seed-{payload['id']}",
+            "X-Shopify-Hmac-Sha256": webhook_hmac(body, config.shopify_api_secret)})
+        urllib.request.urlopen(request, timeout=10)
+
+
 def main() -> int:
     env = _env()
     os.environ.update(env)
@@ -74,6 +86,7 @@ def main() -> int:
     _wait_http(f"{web}/healthz")
     # Install the dev shop the way Shopify admin does: a first App Home load with an id token.
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
+    _send_customer_webhooks(web, config)
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",

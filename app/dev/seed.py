@@ -24,6 +24,14 @@ CUSTOMERS = [
 ]
 
 
+def customer_payloads() -> list[dict]:
+    """customers/create bodies for the seeded Shopify customers, as Shopify would send them."""
+    return [{"id": cid, "first_name": first, "last_name": last, "email": mail, "phone": None,
+             "created_at": "2026-11-01T10:00:00+09:00", "updated_at": "2026-11-01T10:00:00+09:00",
+             "default_address": None, "admin_graphql_api_id": f"gid://shopify/Customer/{cid}"}
+            for cid, first, last, mail in CUSTOMERS]
+
+
 def seed(smaregi: SmaregiEmulator, shopify: ShopifyEmulator, contract_id: str, shop: str = DEV_SHOP) -> None:
     today = datetime.now(JST)
     for _shopify_id, code, last, first, mail, points, rank in MEMBERS:

@@ -7,6 +7,7 @@ import threading
 from werkzeug.serving import make_server
 
 from ..config import load_config
+from ..logs import configure_logging
 from .seed import seed
 from .shopify_emulator import ShopifyEmulator
 from .smaregi_emulator import SmaregiEmulator
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--no-seed", action="store_true")
     args = parser.parse_args()
     config = load_config()
+    configure_logging(config.log_level)
     smaregi, shopify = build(config)
     if not args.no_seed:
         seed(smaregi, shopify, config.smaregi_contract_id)
