@@ -15,8 +15,10 @@ class Database:
         self.url = url
         self.is_postgres = url.startswith("postgresql")
         if self.is_postgres:
-            self.engine: Engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
-                                                max_overflow=pool_size, pool_recycle=1800)
+            # No pre-ping: it costs a round trip per checkout on the webhook hot path. A connection
+            # the server dropped fails one statement and is discarded; recycling bounds their age.
+            self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                                pool_recycle=300)
         else:
             ensure_sqlite_folder(url)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})

@@ -184,7 +184,6 @@ class WebhookDelivery(Base):
     event_id: Mapped[str | None] = mapped_column(String(128))
     triggered_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    outcome: Mapped[str] = mapped_column(String(32), default="recorded")
 
 
 class DirectoryMember(Base):

@@ -31,8 +31,21 @@ class EffectiveSettings:
         return self.sync_enabled and self.contract_id is not None
 
 
-def effective_settings(session: Session, shop: Shop, config: Config) -> EffectiveSettings:
-    own = session.get(ShopSettings, shop.id) or ShopSettings(shop_id=shop.id)
+_UNSET = object()
+
+
+def is_syncable(config: Config, shop_contract_id: str | None, shop_sync_enabled: bool | None,
+                uninstalled_at) -> bool:
+    """A shop's members sync when a contract applies, both switches are on and it is installed."""
+    return bool((shop_contract_id or config.smaregi_contract_id) and config.smaregi_sync_enabled
+                and shop_sync_enabled is not False and uninstalled_at is None)
+
+
+def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET) -> EffectiveSettings:
+    """`own`: the shop's ShopSettings row (or None) when the caller already loaded it."""
+    if own is _UNSET:
+        own = session.get(ShopSettings, shop.id)
+    own = own or ShopSettings(shop_id=shop.id)
     defaults = config.points
 
     def pick(value, default):
@@ -41,7 +54,7 @@ def effective_settings(session: Session, shop: Shop, config: Config) -> Effectiv
     return EffectiveSettings(
         shop_id=shop.id,
         contract_id=shop.smaregi_contract_id or config.smaregi_contract_id,
-        sync_enabled=config.smaregi_sync_enabled and pick(own.sync_enabled, True) and shop.uninstalled_at is None,
+        sync_enabled=is_syncable(config, "any", own.sync_enabled, shop.uninstalled_at),
         blank_name_placeholder=pick(own.blank_name_placeholder, "-") or "-",
         keep_store_member_codes=bool(own.keep_store_member_codes),
         yen_per_point=pick(own.yen_per_point, defaults.yen_per_point),

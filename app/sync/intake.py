@@ -6,18 +6,20 @@ what we hold; an update that changes nothing Smaregi holds queues nothing.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, case, func, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from ..config import Config
-from ..db import Database, insert_ignoring_conflict
-from ..models import MemberLink, Shop, WebhookDelivery, utcnow
-from ..settings import effective_settings
+from ..db import Database
+from ..models import MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
+from ..settings import is_syncable
 from .mapping import customer_state, fingerprint
 
 log = logging.getLogger(__name__)
@@ -69,57 +71,102 @@ def record(db: Database, config: Config, delivery: Delivery) -> str:
     """Record one verified delivery. Returns the outcome (for logs and tests)."""
     validate(delivery.topic, delivery.payload)
     with db.transaction() as session:
-        first_time = insert_ignoring_conflict(session, WebhookDelivery, {
+        conn = session.connection()  # Core, not the ORM: the hot path needs no objects
+        statements = _statements(conn.dialect.name)
+        first_time = conn.execute(statements.delivery, {
             "shop_domain": delivery.shop_domain, "topic": delivery.topic, "webhook_id": delivery.webhook_id,
             "event_id": delivery.event_id, "triggered_at": delivery.triggered_at, "received_at": utcnow(),
-        })
+        }).scalar()
         if first_time is None:
             outcome = "duplicate"
         elif delivery.topic in CUSTOMER_TOPICS:
-            shop = _shop(session, delivery.shop_domain)
-            outcome = record_customer(session, config, shop, delivery.payload)
-            if outcome == "queued" and session.get_bind().dialect.name == "postgresql":
-                session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # delivered at commit
+            shop = _shop(conn, statements, delivery.shop_domain)
+            syncable = is_syncable(config, shop.smaregi_contract_id, shop.sync_enabled, shop.uninstalled_at)
+            outcome = record_customer(conn, shop.id, syncable, delivery.payload)
+            if outcome == "queued" and statements.notify is not None:
+                conn.execute(statements.notify)  # delivered at commit
         else:
             outcome = "ignored"
-        if first_time is not None:
-            session.execute(WebhookDelivery.__table__.update().where(WebhookDelivery.id == first_time)
-                            .values(outcome=outcome))
     log.info("webhook.recorded", extra={"shop": delivery.shop_domain, "topic": delivery.topic,
                                         "webhook_id": delivery.webhook_id, "outcome": outcome})
     return outcome
 
 
-def record_customer(session: Session, config: Config, shop: Shop, payload: dict[str, Any]) -> str:
-    customer_id = payload["id"]
-    updated_at = parse_time(payload.get("updated_at")) or utcnow()
+def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dict[str, Any]) -> str:
+    """One atomic upsert: insert the link, or update it unless what we hold is newer.
+
+    The WHERE of the upsert is the "never let an older updated_at win" rule, evaluated under the
+    row lock the upsert takes, so concurrent deliveries for one customer cannot interleave. A state
+    whose fingerprint we already hold keeps the link as it is (no new work).
+    """
+    now = utcnow()
     state = customer_state(payload)
-    state_hash = fingerprint(state)
-    insert_ignoring_conflict(session, MemberLink, {
-        "shop_id": shop.id, "shopify_customer_id": customer_id, "state": "new", "attempts": 0,
-        "created_at": utcnow(), "updated_at": utcnow()}, ["shop_id", "shopify_customer_id"])
-    # The row lock serialises concurrent deliveries for one customer (SQLite: the write lock).
-    link = session.scalar(select(MemberLink).where(MemberLink.shop_id == shop.id,
-                                                   MemberLink.shopify_customer_id == customer_id)
-                          .with_for_update().execution_options(populate_existing=True))
-    if link.shopify_updated_at is not None and updated_at < link.shopify_updated_at:
+    row = conn.execute(_statements(conn.dialect.name).link, {
+        "shop_id": shop_id, "shopify_customer_id": payload["id"], "desired": state,
+        "desired_hash": fingerprint(state), "shopify_updated_at": parse_time(payload.get("updated_at")) or now,
+        "state": "pending" if syncable else "paused", "now": now}).first()
+    if row is None:
         return "stale"
-    link.shopify_updated_at = updated_at
-    if link.desired_hash == state_hash and link.state != "new":
+    if row.next_attempt_at != now:
         return "unchanged"  # e.g. our own metafield write echoed back as customers/update
-    link.desired = state
-    link.desired_hash = state_hash
-    settings = effective_settings(session, shop, config)
-    link.state = "pending" if settings.syncable else "paused"
-    link.attempts = 0
-    link.last_error = None
-    link.next_attempt_at = utcnow()
-    link.event_received_at = link.event_received_at or utcnow()
-    return "queued" if link.state == "pending" else "paused"
+    return "queued" if row.state == "pending" else "paused"
 
 
-def _shop(session: Session, domain: str) -> Shop:
-    # A shop can send webhooks before anyone opened App Home: record it, sync when a contract applies.
-    insert_ignoring_conflict(session, Shop, {"domain": domain, "created_at": utcnow(), "updated_at": utcnow()},
-                             ["domain"])
-    return session.scalar(select(Shop).where(Shop.domain == domain))
+def _shop(conn: Connection, statements: "_Statements", domain: str):
+    row = conn.execute(statements.shop, {"domain": domain}).first()
+    if row is None:
+        # A shop can send webhooks before anyone opened App Home: record it, sync when a contract applies.
+        conn.execute(statements.new_shop, {"domain": domain, "now": utcnow()})
+        row = conn.execute(statements.shop, {"domain": domain}).first()
+    return row
+
+
+@dataclass(frozen=True)
+class _Statements:
+    delivery: Any
+    shop: Any
+    new_shop: Any
+    link: Any
+    notify: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """Built once per dialect: this is the webhook hot path, and building SQLAlchemy statements per
+    call costs more than the database does."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    deliveries, shops, links = WebhookDelivery.__table__, Shop.__table__, MemberLink.__table__
+    delivery = (insert(deliveries).values(**{c: bindparam(c) for c in (
+        "shop_domain", "topic", "webhook_id", "event_id", "triggered_at", "received_at")})
+        .on_conflict_do_nothing().returning(deliveries.c.id))
+    settings = ShopSettings.__table__
+    shop = (select(shops.c.id, shops.c.smaregi_contract_id, shops.c.uninstalled_at, settings.c.sync_enabled)
+            .select_from(shops.outerjoin(settings, settings.c.shop_id == shops.c.id))
+            .where(shops.c.domain == bindparam("domain")))
+    new_shop = insert(shops).values(domain=bindparam("domain"), created_at=bindparam("now"),
+                                    updated_at=bindparam("now")).on_conflict_do_nothing()
+    link = insert(links).values(
+        shop_id=bindparam("shop_id"), shopify_customer_id=bindparam("shopify_customer_id"),
+        desired=bindparam("desired"), desired_hash=bindparam("desired_hash"),
+        shopify_updated_at=bindparam("shopify_updated_at"), state=bindparam("state"), attempts=0,
+        next_attempt_at=bindparam("now"), event_received_at=bindparam("now"), created_at=bindparam("now"),
+        updated_at=bindparam("now"))
+    new, old = link.excluded, links.c
+    same = old.desired_hash == new.desired_hash
+
+    def keep_if_same(column):
+        return case((same, old[column]), else_=new[column])
+
+    link = link.on_conflict_do_update(
+        index_elements=["shop_id", "shopify_customer_id"],
+        set_={"shopify_updated_at": new.shopify_updated_at, "desired": new.desired,
+              "desired_hash": new.desired_hash, "updated_at": new.updated_at,
+              "state": keep_if_same("state"), "attempts": keep_if_same("attempts"),
+              "next_attempt_at": keep_if_same("next_attempt_at"),
+              "last_error": case((same, old.last_error), else_=None),
+              "event_received_at": case((same, old.event_received_at),
+                                        else_=func.coalesce(old.event_received_at, new.event_received_at))},
+        where=or_(old.shopify_updated_at.is_(None), new.shopify_updated_at >= old.shopify_updated_at),
+    ).returning(links.c.next_attempt_at, links.c.state)
+    notify = text(f"NOTIFY {NOTIFY_CHANNEL}") if dialect == "postgresql" else None
+    return _Statements(delivery, shop, new_shop, link, notify)

@@ -89,7 +89,6 @@ def upgrade() -> None:
     sa.Column('event_id', sa.String(length=128), nullable=True),
     sa.Column('triggered_at', app.models.UTCDateTime(timezone=True), nullable=True),
     sa.Column('received_at', app.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('outcome', sa.String(length=32), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_deliveries')),
     sa.UniqueConstraint('webhook_id', name=op.f('uq_webhook_deliveries_webhook_id'))
     )

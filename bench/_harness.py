@@ -1,0 +1,120 @@
+"""Shared pieces for the benchmarks: a fresh Postgres database, the app's processes, percentiles."""
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+from werkzeug.serving import make_server
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import migrate  # noqa: E402
+from app.config import load_config, normalize_database_url  # noqa: E402
+
+SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+@contextlib.contextmanager
+def fresh_database():
+    name = f"pointbridge_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"{SERVER}/{name}"
+    migrate.upgrade(normalize_database_url(url))
+    try:
+        yield url
+    finally:
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def env(database_url: str, **extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "SMAREGI_", "POINTBRIDGE_"))}
+    return {**base, "POINTBRIDGE_ENV": "development", "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
+            "SMAREGI_CONTRACT_ID": "sb_bench", **extra}
+
+
+@contextlib.contextmanager
+def serve_in_thread(app):
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def process(args: list[str], environment: dict[str, str], ready_url: str | None = None):
+    proc = subprocess.Popen(args, env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if ready_url:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    urllib.request.urlopen(ready_url, timeout=1)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise SystemExit(f"bench: {args[2]} did not start")
+                    time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def web(environment: dict[str, str], port: int, workers: int = 2):
+    return process([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "-c", "python:app.gunicorn_conf",
+                    "--workers", str(workers), "app:create_app()"], environment, f"http://127.0.0.1:{port}/healthz")
+
+
+def worker(environment: dict[str, str]):
+    return process([sys.executable, "-m", "app.cli", "worker"], environment)
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """Peak resident memory (VmHWM) of a process and its children, in MiB."""
+    total = 0
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def summary(label: str, values_ms: list[float]) -> str:
+    return (f"{label}: n={len(values_ms)} p50={pct(values_ms, 50):.1f} ms p99={pct(values_ms, 99):.1f} ms "
+            f"max={max(values_ms):.1f} ms mean={statistics.fmean(values_ms):.1f} ms")
+
+
+def dev_config():
+    return load_config({"POINTBRIDGE_ENV": "development"})
