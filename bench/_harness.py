@@ -21,6 +21,9 @@ sys.path.insert(0, str(ROOT))
 from app import migrate  # noqa: E402
 from app.config import load_config, normalize_database_url  # noqa: E402
 
+import logging
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
