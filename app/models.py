@@ -202,8 +202,22 @@ class DirectoryMember(Base):
     customer_code: Mapped[str | None] = mapped_column(String(20))
     email_normalized: Mapped[str | None] = mapped_column(String(255))
     status: Mapped[str | None] = mapped_column(String(2))
+    rank: Mapped[str | None] = mapped_column(String(20))
     smaregi_updated_at: Mapped[datetime | None]
     refreshed_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BalanceSnapshot(Base):
+    """The last good balance read per customer, shared by every web process: reloads within a few
+    seconds are answered from it (one shopper cannot exhaust the contract's read limit), and when
+    Smaregi fails it is shown marked stale instead of an error."""
+
+    __tablename__ = "balance_snapshots"
+
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    reading: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    fetched_at: Mapped[datetime]
 
 
 class Conversion(Base):

@@ -6,7 +6,7 @@ Create Date: ${create_date}
 """
 from alembic import op
 import sqlalchemy as sa
-import app.models
+import app.models  # noqa: F401 (autogenerate renders our column types through it)
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}

@@ -34,3 +34,11 @@ def deliver(client, secret: str, topic: str, payload, *, webhook_id: str | None 
     if hmac is not False:
         headers["X-Shopify-Hmac-Sha256"] = hmac if hmac is not None else webhook_hmac(body, secret)
     return client.post("/webhooks", data=body, headers=headers)
+
+
+def proxy_url(secret: str, path: str, customer_id, *, shop: str = SHOP, extra: dict | None = None,
+              timestamp: int | None = None) -> str:
+    from app.dev.signing import proxy_params, proxy_query
+
+    params = {**proxy_params(shop, customer_id, timestamp=timestamp), **(extra or {})}
+    return f"/proxy/{path}?{proxy_query(params, secret)}"

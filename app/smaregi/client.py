@@ -129,15 +129,18 @@ class Smaregi:
     def contract(self, contract_id: str) -> "SmaregiClient":
         return SmaregiClient(self, contract_id)
 
-    def _reserve_token_slot(self, contract_id: str) -> None:
-        self.limiter.acquire(contract_id, "write", time.monotonic() + DEFAULT_BUDGET_S)
+    def _reserve_token_slot(self, contract_id: str, deadline: float) -> None:
+        self.limiter.acquire(contract_id, "write", deadline)
 
-    def _fetch_token(self, contract_id: str) -> tuple[str, int]:
+    def _fetch_token(self, contract_id: str, deadline: float) -> tuple[str, int]:
         url = f"{self.id_base}/app/{contract_id}/token"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.05:
+            raise SmaregiTimeout("no time left for a token")
         try:
             resp = self.http.post(url, auth=(self.client_id, self.client_secret),
                                   data={"grant_type": "client_credentials", "scope": SCOPES},
-                                  timeout=(CONNECT_TIMEOUT_S, self.timeout_s))
+                                  timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.timeout_s, remaining)))
         except requests.Timeout:
             raise SmaregiTimeout("token request timed out") from None
         except requests.ConnectionError as exc:
@@ -222,7 +225,7 @@ class SmaregiClient:
             attempt += 1
             token = None
             try:
-                token = self.s.tokens.get(self.contract_id)
+                token = self.s.tokens.get(self.contract_id, deadline)
                 self.s.limiter.acquire(self.contract_id, kind, deadline)
                 return self._send(method, path, token, params, json, deadline)
             except SmaregiRateLimited as exc:
@@ -235,7 +238,7 @@ class SmaregiClient:
                 if retried_401 or token is None:
                     raise
                 retried_401 = True  # the token was revoked or expired early: one fresh token, one retry
-                self.s.tokens.invalidate(self.contract_id, token)
+                self.s.tokens.invalidate(self.contract_id, token, deadline)
             except (SmaregiUnreachable, SmaregiServerError, SmaregiTimeout) as exc:
                 retryable = isinstance(exc, SmaregiUnreachable) or safe
                 backoff = min(2.0, 0.2 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)

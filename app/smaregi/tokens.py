@@ -29,10 +29,10 @@ class AppToken:
 
 
 class ContractTokens:
-    def __init__(self, db: Database, cipher: TokenCipher, fetch: Callable[[str], tuple[str, int]],
-                 reserve: Callable[[str], None]):
-        """`fetch(contract_id)` asks Smaregi for a new token: returns (token, expires_in seconds).
-        `reserve(contract_id)` takes a rate-limit slot for it."""
+    def __init__(self, db: Database, cipher: TokenCipher, fetch: Callable[[str, float], tuple[str, int]],
+                 reserve: Callable[[str, float], None]):
+        """`fetch(contract_id, deadline)` asks Smaregi for a new token: returns (token, expires_in
+        seconds). `reserve(contract_id, deadline)` takes a rate-limit slot for it."""
         self.db = db
         self.cipher = cipher
         self.fetch = fetch
@@ -40,31 +40,31 @@ class ContractTokens:
         self._memory: dict[str, AppToken] = {}
         self._lock = threading.Lock()
 
-    def get(self, contract_id: str) -> str:
+    def get(self, contract_id: str, deadline: float) -> str:
         cached = self._memory.get(contract_id)
         if cached and cached.expires_at - EARLY_REFRESH_S > time.time():
             return cached.value
         with self._lock:
-            token = self._from_db(contract_id) or self._renew(contract_id, stale=None)
+            token = self._from_db(contract_id) or self._renew(contract_id, None, deadline)
             self._memory[contract_id] = token
             return token.value
 
-    def invalidate(self, contract_id: str, value: str) -> None:
+    def invalidate(self, contract_id: str, value: str, deadline: float) -> None:
         """Smaregi said 401 for `value`: drop it here and in the database (unless already replaced)."""
         with self._lock:
             if (cached := self._memory.get(contract_id)) and cached.value == value:
                 del self._memory[contract_id]
-            self._memory[contract_id] = self._renew(contract_id, stale=value)
+            self._memory[contract_id] = self._renew(contract_id, value, deadline)
 
     def _from_db(self, contract_id: str) -> AppToken | None:
         with self.db.transaction() as session:
             row = session.get(SmaregiContract, contract_id)
             return self._usable(row)
 
-    def _renew(self, contract_id: str, stale: str | None) -> AppToken:
+    def _renew(self, contract_id: str, stale: str | None, deadline: float) -> AppToken:
         # The slot is taken before the lock: the limiter writes to the database itself, and on
         # SQLite the lock below is the database's only write lock.
-        self.reserve(contract_id)
+        self.reserve(contract_id, deadline)
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
@@ -74,7 +74,7 @@ class ContractTokens:
             current = self._usable(row)
             if current and current.value != stale:
                 return current  # another process renewed it while we waited for the lock
-            value, expires_in = self.fetch(contract_id)
+            value, expires_in = self.fetch(contract_id, deadline)
             row.access_token_enc = self.cipher.encrypt(value)
             row.access_token_expires_at = utcnow() + timedelta(seconds=expires_in)
             return AppToken(value, row.access_token_expires_at.timestamp())

@@ -43,7 +43,7 @@ def remember(session: Session, contract_id: str, member: dict[str, Any]) -> None
     """Upsert one member as Smaregi returned it (after our own write, or from a list page)."""
     values = {"contract_id": contract_id, "smaregi_customer_id": str(member["customerId"]),
               "customer_code": member.get("customerCode"), "email_normalized": normalize_email(member.get("mailAddress")),
-              "status": member.get("status"), "smaregi_updated_at": _parse(member.get("updDateTime")),
+              "status": member.get("status"), "rank": member.get("rank"), "smaregi_updated_at": _parse(member.get("updDateTime")),
               "refreshed_at": utcnow()}
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(DirectoryMember).values(**values)

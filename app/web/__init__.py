@@ -11,8 +11,9 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import app_home, health, webhooks
+    from . import app_home, health, proxy, webhooks
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(proxy.bp)
     app.register_blueprint(app_home.bp)
     app.register_blueprint(webhooks.bp)

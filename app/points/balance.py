@@ -1,0 +1,177 @@
+"""The live balance a shopper sees: read from Smaregi now, within a second, or honestly stale.
+
+Two Smaregi reads run side by side (points, and the last 31 days of transactions), both bound by
+one deadline. Reloads within COALESCE_S are answered from a snapshot shared by every web process.
+When Smaregi fails or is slow, a snapshot younger than STALE_MAX is shown with "stale": true.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ..models import BalanceSnapshot, Conversion, utcnow
+from ..services import Services
+from ..settings import EffectiveSettings
+from ..smaregi.client import PointBalance
+from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
+from .errors import NotRegistered, PosTimeout, PosUnavailable
+from .ledger import points_converted_today
+from .member import Shopper, find_member, shop_and_settings
+
+log = logging.getLogger(__name__)
+
+POS_BUDGET_S = 1.0  # Smaregi's share of the shopper's second; the rest is ours
+COALESCE_S = 5.0
+STALE_MAX = timedelta(hours=24)
+HISTORY_DAYS = 31  # Smaregi's longest transaction window
+
+LABELS = {
+    "store_purchase": {"en": "Store purchase", "ja": "店舗でのお買い物"},
+    "store_points_used": {"en": "Points used in store", "ja": "店舗でのポイント利用"},
+    "online_conversion": {"en": "Online coupon", "ja": "オンラインクーポンへの交換"},
+    "adjustment": {"en": "Adjustment", "ja": "ポイント調整"},
+    "expiry": {"en": "Expired", "ja": "ポイント失効"},
+}
+
+_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pos-read")
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    payload: dict[str, Any]
+
+
+def read_balance(services: Services, shopper: Shopper, locale: str = "en") -> BalanceView:
+    shop_id, settings = shop_and_settings(services.db, services.config, shopper.shop_domain)
+    snapshot = _snapshot(services, shop_id, shopper.customer_id)
+    now = utcnow()
+    if snapshot is not None and (now - snapshot.fetched_at).total_seconds() < COALESCE_S:
+        reading, as_of, stale = snapshot.reading, snapshot.fetched_at, False
+    else:
+        try:
+            reading = _read_live(services, settings, shop_id, shopper.customer_id)
+            as_of, stale = now, False
+            _save_snapshot(services, shop_id, shopper.customer_id, reading, now)
+        except NotRegistered:
+            raise
+        except (SmaregiError, FutureTimeout) as exc:
+            timed_out = isinstance(exc, (SmaregiTimeout, ContractPaused, FutureTimeout))
+            log.warning("balance.pos_failed", extra={"shop_id": shop_id, "error": type(exc).__name__,
+                                                     "status": getattr(exc, "status", None)})
+            if snapshot is None or now - snapshot.fetched_at > STALE_MAX:
+                raise (PosTimeout() if timed_out else PosUnavailable()) from None
+            reading, as_of, stale = snapshot.reading, snapshot.fetched_at, True
+    return BalanceView(_shape(services, settings, shop_id, shopper, reading, as_of, stale, locale))
+
+
+def forget_snapshot(services: Services, shop_id: int, customer_id: int) -> None:
+    """A conversion changed the balance: the next read must go to Smaregi."""
+    with services.db.transaction() as session:
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == shop_id,
+                                                      BalanceSnapshot.shopify_customer_id == customer_id))
+
+
+def _read_live(services: Services, settings: EffectiveSettings, shop_id: int, customer_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + POS_BUDGET_S
+    client = services.smaregi.contract(settings.contract_id)
+    member = find_member(services.db, client, shop_id, customer_id, deadline)
+    now = utcnow()
+    points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
+    history = _pool.submit(client.list_transactions, customer_code=member.code,
+                           updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
+    remaining = lambda: max(0.0, deadline - time.monotonic()) + 0.05  # noqa: E731
+    balance: PointBalance | None = points.result(timeout=remaining())
+    transactions = history.result(timeout=remaining())
+    ours = _our_transaction_ids(services, shop_id, customer_id)
+    return {
+        "member": {"code": member.code, "rank": member.rank},
+        "points": {"balance": balance.points if balance else 0,
+                   "expires_on": balance.expires_on.isoformat() if balance and balance.expires_on else None},
+        "history": _movements(transactions, ours, settings),
+    }
+
+
+def _movements(transactions: list[dict[str, Any]], ours: set[str], settings: EffectiveSettings) -> list[dict]:
+    """Point movements, newest first, with a kind the response labels in the shopper's language."""
+    out = []
+    for t in transactions:
+        moment = _parse(t.get("transactionDateTime") or t.get("updDateTime"))
+        day = moment.astimezone(settings.timezone).date().isoformat() if moment else None
+        earned, spent = int(t.get("newPoint") or 0), int(t.get("spendPoint") or 0)
+        division = str(t.get("transactionHeadDivision") or "")
+        head_id = str(t.get("transactionHeadId"))
+        if division == "8":
+            entries = [("expiry", -spent)]
+        elif division == "7":
+            entries = [("online_conversion" if head_id in ours else "adjustment", -spent)]
+        elif division == "6":
+            entries = [("adjustment", earned)]
+        elif division in ("13", "14"):
+            entries = []  # miles, not points
+        else:
+            entries = [("store_purchase", earned), ("store_points_used", -spent)]
+        for kind, points in entries:
+            if points:
+                out.append({"at": moment.isoformat() if moment else "", "date": day, "kind": kind, "points": points})
+    out.sort(key=lambda m: m["at"], reverse=True)
+    return out
+
+
+def _shape(services: Services, settings: EffectiveSettings, shop_id: int, shopper: Shopper,
+           reading: dict[str, Any], as_of: datetime, stale: bool, locale: str) -> dict[str, Any]:
+    lang = "ja" if locale.lower().startswith("ja") else "en"
+    rank = reading["member"].get("rank")
+    labels = (settings.rank_labels.get(rank) or {}) if rank else {}
+    converted = points_converted_today(services.db, shop_id, shopper.customer_id, settings)
+    return {
+        "member": {"code": reading["member"]["code"], "rank": rank,
+                   "rank_label": labels.get(lang) or labels.get("en") or labels.get("ja") or rank},
+        "points": dict(reading["points"]),
+        "history": [{"date": m["date"], "label": LABELS[m["kind"]][lang], "points": m["points"]}
+                    for m in reading["history"]],
+        "conversion": {"unit": settings.points_unit, "minimum": settings.points_minimum,
+                       "daily_limit": settings.points_daily_limit,
+                       "remaining_today": max(0, settings.points_daily_limit - converted),
+                       "yen_per_point": settings.yen_per_point},
+        "as_of": as_of.astimezone(settings.timezone).isoformat(timespec="seconds"),
+        "stale": stale,
+    }
+
+
+def _snapshot(services: Services, shop_id: int, customer_id: int) -> BalanceSnapshot | None:
+    with services.db.transaction() as session:
+        return session.get(BalanceSnapshot, (shop_id, customer_id))
+
+
+def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: dict, at: datetime) -> None:
+    with services.db.transaction() as session:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        stmt = insert(BalanceSnapshot).values(shop_id=shop_id, shopify_customer_id=customer_id, reading=reading,
+                                              fetched_at=at)
+        session.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
+                                                   set_={"reading": stmt.excluded.reading,
+                                                         "fetched_at": stmt.excluded.fetched_at}))
+
+
+def _our_transaction_ids(services: Services, shop_id: int, customer_id: int) -> set[str]:
+    with services.db.transaction() as session:
+        rows = session.scalars(select(Conversion.smaregi_transaction_ids).where(
+            Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer_id,
+            Conversion.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+    return {str(t) for ids in rows if ids for t in ids}
+
+
+def _parse(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+

@@ -1,0 +1,59 @@
+"""Who the shopper is at the register: the Smaregi member behind a verified Shopify customer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from ..config import Config
+from ..db import Database, insert_ignoring_conflict
+from ..models import DirectoryMember, MemberLink, Shop, utcnow
+from ..settings import EffectiveSettings, effective_settings
+from ..smaregi.client import SmaregiClient
+from .errors import NotRegistered, PosUnavailable
+
+
+@dataclass(frozen=True)
+class Shopper:
+    """A customer as a VERIFIED request says (proxy signature or customer-account token), nothing else."""
+
+    shop_domain: str
+    customer_id: int
+
+
+@dataclass(frozen=True)
+class Member:
+    smaregi_customer_id: str
+    code: str
+    rank: str | None
+
+
+def shop_and_settings(db: Database, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
+    with db.transaction() as session:
+        shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
+        if shop is None:
+            insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
+                                                     "updated_at": utcnow()}, ["domain"])
+            shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
+        settings = effective_settings(session, shop, config)
+    if settings.contract_id is None:
+        raise PosUnavailable("This store has not connected its point system yet.")
+    return shop.id, settings
+
+
+def find_member(db: Database, client: SmaregiClient, shop_id: int, customer_id: int,
+                deadline: float) -> Member:
+    """Our link first (no call); else the member whose code is the Shopify id (one read)."""
+    with db.transaction() as session:
+        row = session.execute(
+            select(MemberLink.smaregi_customer_id, MemberLink.member_code, DirectoryMember.rank)
+            .outerjoin(DirectoryMember, (DirectoryMember.contract_id == client.contract_id)
+                       & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
+            .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
+                   MemberLink.smaregi_customer_id.is_not(None), MemberLink.state != "conflict")).first()
+    if row is not None:
+        return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank)
+    found = client.find_customer_by_code(str(customer_id), deadline=deadline)
+    if found is None or found.get("status") in ("3", "4"):
+        raise NotRegistered()
+    return Member(str(found["customerId"]), str(found["customerCode"]), found.get("rank"))

@@ -1,0 +1,35 @@
+"""The App Proxy (`https://{shop}/apps/points/*` → `/proxy/*`): the storefront block's backend.
+
+The customer is `logged_in_customer_id` from a request whose signature verified, and nothing else.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..points.balance import read_balance
+from ..points.errors import NotLoggedIn
+from ..points.member import Shopper
+from . import errors, services
+
+bp = Blueprint("proxy", __name__, url_prefix="/proxy")
+errors.register(bp)
+
+
+def verified_shopper() -> Shopper:
+    proof = services().verifier.app_proxy(request.method, dict(request.headers), request.url)
+    if proof.customer_id is None:
+        raise NotLoggedIn()
+    return Shopper(proof.shop_domain, proof.customer_id)
+
+
+@bp.after_request
+def no_store(resp):
+    # Per-customer answers: never cached by Shopify, a CDN or the browser.
+    resp.headers["Cache-Control"] = "no-store, private"
+    return resp
+
+
+@bp.get("/balance")
+def balance():
+    shopper = verified_shopper()
+    return jsonify(read_balance(services(), shopper, locale=request.args.get("locale", "en")).payload)
