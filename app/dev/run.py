@@ -80,9 +80,7 @@ def main() -> int:
     procs["web"] = subprocess.Popen([py, "-m", "gunicorn", "--bind", f"127.0.0.1:{env['PORT']}", "-c",
                                      "python:app.gunicorn_conf", "--workers", "1", "app:create_app()"], env=env)
     procs["worker"] = subprocess.Popen([py, "-m", "app.cli", "worker"], env=env)
-    storefront = os.path.exists(os.path.join(os.path.dirname(__file__), "storefront.py"))
-    if storefront:
-        procs["storefront"] = subprocess.Popen([py, "-m", "app.dev.storefront"], env=env)
+    procs["storefront"] = subprocess.Popen([py, "-m", "app.dev.storefront"], env=env)
     _wait_http(f"{web}/healthz")
     # Install the dev shop the way Shopify admin does: a first App Home load with an id token.
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
@@ -90,13 +88,12 @@ def main() -> int:
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",
+        f"  Dev storefront      http://127.0.0.1:{env['POINTBRIDGE_STOREFRONT_PORT']}/?customer=8840734670934&locale=ja",
         f"  App Home (admin)    {web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config, minutes=60)}",
         f"  Health              {web}/healthz",
         f"  Smaregi emulator    http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/{config.smaregi_contract_id}/members",
         f"  Shopify emulator    http://127.0.0.1:{env['POINTBRIDGE_SHOPIFY_PORT']}/_emulator/{DEV_SHOP}/state",
     ]
-    if storefront:
-        lines.insert(3, f"  Dev storefront      http://127.0.0.1:{env['POINTBRIDGE_STOREFRONT_PORT']}/")
     print("\n".join(lines + ["Ctrl-C stops everything.", ""]), flush=True)
     try:
         while all(p.poll() is None for p in procs.values()):

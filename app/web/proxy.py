@@ -32,4 +32,7 @@ def no_store(resp):
 @bp.get("/balance")
 def balance():
     shopper = verified_shopper()
-    return jsonify(read_balance(services(), shopper, locale=request.args.get("locale", "en")).payload)
+    view = read_balance(services(), shopper, locale=request.args.get("locale", "en"))
+    resp = jsonify(view.payload)
+    resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
+    return resp
