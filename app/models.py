@@ -231,8 +231,8 @@ class Conversion(Base):
         Index("ix_conversions_status", "status", "next_attempt_at"),
         # At most one conversion in flight per customer: the database refuses a second.
         Index("uq_conversions_one_in_flight", "shop_id", "shopify_customer_id", unique=True,
-              sqlite_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"),
-              postgresql_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted')")),
+              sqlite_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')"),
+              postgresql_where=text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -245,7 +245,7 @@ class Conversion(Base):
     currency: Mapped[str] = mapped_column(String(3))
     code: Mapped[str] = mapped_column(String(64))
     local_date: Mapped[date] = mapped_column(Date)  # the shop-time-zone day, for the daily limit
-    # reserved → code_created → deducting → deducted → completed; or failed / needs_review
+    # reserved → code_created → deducting → deducted → completed; compensating → failed; needs_review
     status: Mapped[str] = mapped_column(String(16), default="reserved")
     discount_id: Mapped[str | None] = mapped_column(String(128))
     smaregi_transaction_ids: Mapped[list[Any] | None] = mapped_column(JSONType)
@@ -254,6 +254,7 @@ class Conversion(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     metafield_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    deducting_since: Mapped[datetime | None]  # when we asked Smaregi; bounds the reconciliation window
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     leased_until: Mapped[datetime | None]

@@ -172,31 +172,44 @@ class ShopifyEmulator:
                                            "restoreRate": 100}}}})
 
     def _execute(self, s: ShopState, query: str, v: dict[str, Any]) -> dict[str, Any]:
+        def arg(field: str, name: str, default: Any = None) -> Any:
+            """The value bound to `field(name: $var)` — clients choose their own variable names."""
+            match = re.search(rf"\b{field}\s*\([^)]*\b{name}\s*:\s*(?:\$(\w+)|\"([^\"]*)\")", query)
+            if not match:
+                return default
+            return v.get(match.group(1), default) if match.group(1) else match.group(2)
+
         if "discountCodeBasicCreate" in query:
-            return {"discountCodeBasicCreate": self._create_discount(s, v["basicCodeDiscount"])}
+            return {"discountCodeBasicCreate": self._create_discount(s, arg("discountCodeBasicCreate",
+                                                                            "basicCodeDiscount"))}
         if "discountCodeDelete" in query:
-            found = s.discounts.pop(v["id"], None)
-            return {"discountCodeDelete": {"deletedCodeDiscountId": v["id"] if found else None,
+            gid = arg("discountCodeDelete", "id")
+            found = s.discounts.pop(gid, None)
+            return {"discountCodeDelete": {"deletedCodeDiscountId": gid if found else None,
                                            "userErrors": [] if found else [
                                                {"field": ["id"], "code": "NOT_FOUND", "message": "not found"}]}}
         if "discountCodeDeactivate" in query:
-            d = s.discounts.get(v["id"])
+            gid = arg("discountCodeDeactivate", "id")
+            d = s.discounts.get(gid)
             if d:
                 d["status"] = "EXPIRED"
-            return {"discountCodeDeactivate": {"codeDiscountNode": {"id": v["id"]} if d else None,
+            return {"discountCodeDeactivate": {"codeDiscountNode": {"id": gid} if d else None,
                                                "userErrors": [] if d else [
                                                    {"field": ["id"], "code": "NOT_FOUND", "message": "not found"}]}}
         if "codeDiscountNodeByCode" in query:
-            d = next((d for d in s.discounts.values() if d["code"] == v["code"]), None)
+            code = arg("codeDiscountNodeByCode", "code")
+            d = next((d for d in s.discounts.values() if d["code"] == code), None)
             return {"codeDiscountNodeByCode": {"id": d["id"], "codeDiscount": {"status": d["status"]}} if d else None}
         if "metafieldsSet" in query:
-            return {"metafieldsSet": self._metafields_set(s, v["metafields"])}
+            return {"metafieldsSet": self._metafields_set(s, arg("metafieldsSet", "metafields"))}
         if re.search(r"\bcustomer\s*\(", query):
-            c = s.customers.get(v["id"])
+            gid = arg("customer", "id")
+            c = s.customers.get(gid)
             if c is None:
                 return {"customer": None}
             out = dict(c)
-            mf = s.metafields.get((v["id"], v.get("namespace", "loyalty"), v.get("key", "coupons")))
+            namespace, key = arg("metafield", "namespace", "loyalty"), arg("metafield", "key", "coupons")
+            mf = s.metafields.get((gid, namespace, key))
             out["metafield"] = {"value": mf["value"], "compareDigest": digest(mf["value"])} if mf else None
             return {"customer": out}
         raise ValueError("operation not emulated")

@@ -55,9 +55,18 @@ def cleanup_rate_slots(services: Services) -> float:
     return 60
 
 
+def sweep_conversions(services: Services) -> float:
+    from ..points.saga import sweep
+
+    while sweep(services) == 20:  # a full batch: there may be more
+        pass
+    return 15
+
+
 JOBS: dict[str, Callable[[Services], float]] = {
     "member_directory": refresh_directories,
     "rate_slot_cleanup": cleanup_rate_slots,
+    "conversion_sweeper": sweep_conversions,
 }
 
 

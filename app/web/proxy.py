@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from ..points import conversion
 from ..points.balance import read_balance
-from ..points.errors import NotLoggedIn
+from ..points.errors import InvalidRequest, NotLoggedIn
 from ..points.member import Shopper
 from . import errors, services
 
@@ -36,3 +37,21 @@ def balance():
     resp = jsonify(view.payload)
     resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
     return resp
+
+
+@bp.post("/conversions")
+def create_conversion():
+    shopper = verified_shopper()
+    # JSON only: a cross-site <form> can only send form encodings, so this also blocks CSRF.
+    if request.mimetype != "application/json":
+        raise InvalidRequest("Send a JSON body with points and idempotency_key.")
+    points, key = conversion.parse_request(request.get_json(silent=True))
+    result = conversion.convert(services(), shopper, points, key)
+    body = {"conversion": conversion.conversion_json(result.conversion, result.timezone)}
+    return jsonify(body), 201 if result.created else 200
+
+
+@bp.get("/conversions")
+def list_conversions():
+    shopper = verified_shopper()
+    return jsonify({"conversions": conversion.list_conversions(services(), shopper)})

@@ -128,7 +128,7 @@ def upgrade() -> None:
     with op.batch_alter_table('conversions', schema=None) as batch_op:
         batch_op.create_index('ix_conversions_customer', ['shop_id', 'shopify_customer_id', 'created_at'], unique=False)
         batch_op.create_index('ix_conversions_status', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index('uq_conversions_one_in_flight', ['shop_id', 'shopify_customer_id'], unique=True, sqlite_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"), postgresql_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"))
+        batch_op.create_index('uq_conversions_one_in_flight', ['shop_id', 'shopify_customer_id'], unique=True, sqlite_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')"), postgresql_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')"))
 
     op.create_table('member_links',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -184,7 +184,7 @@ def downgrade() -> None:
 
     op.drop_table('member_links')
     with op.batch_alter_table('conversions', schema=None) as batch_op:
-        batch_op.drop_index('uq_conversions_one_in_flight', sqlite_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"), postgresql_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted')"))
+        batch_op.drop_index('uq_conversions_one_in_flight', sqlite_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')"), postgresql_where=sa.text("status IN ('reserved', 'code_created', 'deducting', 'deducted', 'compensating')"))
         batch_op.drop_index('ix_conversions_status')
         batch_op.drop_index('ix_conversions_customer')
 

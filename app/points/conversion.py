@@ -1,0 +1,165 @@
+"""Points → a one-time discount code. Safe to call again with the same idempotency key.
+
+The checks run in the contract's order and change nothing when they fail. Then a ledger row is
+reserved (unique idempotency key; the database allows one conversion in flight per customer) and
+the saga (saga.py) takes it from there.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, time as day_time, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from ..models import Conversion, utcnow
+from ..services import Services
+from ..settings import EffectiveSettings
+from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
+from . import errors as e
+from .ledger import IN_FLIGHT, converted_today, points_converted_today, shop_today
+from .member import Shopper, find_member, shop_and_settings
+
+log = logging.getLogger(__name__)
+
+BALANCE_CHECK_BUDGET_S = 2.0
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are read aloud and typed
+MAX_IDEMPOTENCY_KEY = 128
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    conversion: Conversion
+    created: bool
+    timezone: tzinfo
+
+
+ERROR_FOR_CODE: dict[str, type[e.PointsError]] = {
+    "insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
+    "pos_unavailable": e.PosUnavailable, "pos_timeout": e.PosTimeout, "not_registered": e.NotRegistered,
+}
+
+
+def parse_request(body: Any) -> tuple[int, str]:
+    """`points` (a whole number) and `idempotency_key` (a client-chosen string) are required."""
+    if not isinstance(body, dict):
+        raise e.InvalidRequest("The body must be a JSON object.")
+    points, key = body.get("points"), body.get("idempotency_key")
+    if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+        raise e.InvalidRequest("points must be a positive whole number.")
+    if not isinstance(key, str) or not (8 <= len(key) <= MAX_IDEMPOTENCY_KEY) or not key.isprintable():
+        raise e.InvalidRequest("idempotency_key must be a string of 8 to 128 characters.")
+    return points, key
+
+
+def check_rules(points: int, settings: EffectiveSettings, converted_today: int) -> None:
+    if points % settings.points_unit:
+        raise e.NotMultipleOfUnit(f"Points must be a multiple of {settings.points_unit}.")
+    if points < settings.points_minimum:
+        raise e.BelowMinimum(f"At least {settings.points_minimum} points per conversion.")
+    if converted_today + points > settings.points_daily_limit:
+        left = max(0, settings.points_daily_limit - converted_today)
+        raise e.DailyLimitExceeded(f"You can convert {left} more points today.")
+
+
+def convert(services: Services, shopper: Shopper, points: int, key: str) -> ConversionResult:
+    shop_id, settings = shop_and_settings(services.db, services.config, shopper.shop_domain)
+    existing = _by_key(services, shop_id, key)
+    if existing is not None:
+        return replay(existing, shopper, points, settings)
+    check_rules(points, settings, points_converted_today(services.db, shop_id, shopper.customer_id, settings))
+    client = services.smaregi.contract(settings.contract_id)
+    deadline = time.monotonic() + BALANCE_CHECK_BUDGET_S
+    try:
+        member = find_member(services.db, client, shop_id, shopper.customer_id, deadline)
+        balance = client.get_points(member.smaregi_customer_id, deadline=deadline)
+    except SmaregiError as exc:
+        raise (e.PosTimeout() if isinstance(exc, (SmaregiTimeout, ContractPaused)) else e.PosUnavailable()) from None
+    if balance is None or balance.points < points:
+        raise e.InsufficientPoints()
+    conversion = _reserve(services, shop_id, shopper, settings, member.smaregi_customer_id, points, key)
+    if conversion.shopify_customer_id != shopper.customer_id or conversion.points != points or \
+            conversion.status != "reserved":  # a concurrent request with the same key got there first
+        return replay(conversion, shopper, points, settings)
+    from .saga import Saga
+
+    return ConversionResult(Saga(services).run(conversion.id), True, settings.timezone)
+
+
+def replay(conversion: Conversion, shopper: Shopper, points: int, settings: EffectiveSettings) -> ConversionResult:
+    """The original outcome, calling nothing: success again, or the same error again."""
+    if conversion.shopify_customer_id != shopper.customer_id:
+        raise e.Forbidden()  # someone else's key: not a way to see another customer's conversion
+    if conversion.points != points:
+        raise e.InvalidRequest("This idempotency_key was already used for a different amount.")
+    if conversion.status == "failed" and conversion.error_code in ERROR_FOR_CODE:
+        raise ERROR_FOR_CODE[conversion.error_code](conversion.error_message)
+    return ConversionResult(conversion, False, settings.timezone)
+
+
+def list_conversions(services: Services, shopper: Shopper, limit: int = 50) -> list[dict[str, Any]]:
+    """The customer's coupons, newest first, in the contract's shape."""
+    shop_id, settings = shop_and_settings(services.db, services.config, shopper.shop_domain)
+    with services.db.transaction() as session:
+        rows = session.scalars(select(Conversion).where(
+            Conversion.shop_id == shop_id, Conversion.shopify_customer_id == shopper.customer_id)
+            .order_by(Conversion.created_at.desc()).limit(limit)).all()
+    return [conversion_json(c, settings.timezone) for c in rows]
+
+
+def public_status(conversion: Conversion) -> str:
+    return "pending" if conversion.status in IN_FLIGHT else conversion.status
+
+
+def conversion_json(c: Conversion, tz: tzinfo) -> dict[str, Any]:
+    return {"id": c.id, "status": public_status(c), "points": c.points, "amount": c.amount, "currency": c.currency,
+            "code": c.code, "expires_at": c.expires_at.astimezone(tz).isoformat() if c.expires_at else None,
+            "balance_after": c.balance_after}
+
+
+def new_code(customer_id: int, points: int) -> str:
+    """70934-AB12CD-500: whose (last five digits), a random part fixed at reservation, how much."""
+    random_part = "".join(secrets.choice(CODE_ALPHABET) for _ in range(6))
+    return f"{str(customer_id)[-5:]}-{random_part}-{points}"
+
+
+def _expiry(settings: EffectiveSettings) -> datetime:
+    """End of the last valid day in the shop's time zone."""
+    last_day = shop_today(settings) + timedelta(days=settings.coupon_valid_days)
+    return datetime.combine(last_day, day_time(23, 59, 59), tzinfo=settings.timezone)
+
+
+def _by_key(services: Services, shop_id: int, key: str) -> Conversion | None:
+    with services.db.transaction() as session:
+        return session.scalar(select(Conversion).where(Conversion.shop_id == shop_id,
+                                                       Conversion.idempotency_key == key))
+
+
+def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: EffectiveSettings,
+             smaregi_customer_id: str, points: int, key: str) -> Conversion:
+    conversion = Conversion(
+        id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=shopper.customer_id,
+        smaregi_customer_id=smaregi_customer_id, idempotency_key=key, points=points,
+        amount=points * settings.yen_per_point, currency=settings.currency,
+        code=new_code(shopper.customer_id, points), local_date=shop_today(settings), status="reserved",
+        expires_at=_expiry(settings), leased_until=utcnow() + timedelta(seconds=60), next_attempt_at=utcnow())
+    try:
+        with services.db.transaction() as session:
+            session.add(conversion)
+            session.flush()
+            # Checked again after the insert: the in-flight index admits one reservation per
+            # customer at a time, so what this sees is everything that can count against today.
+            check_rules(points, settings, converted_today(session, shop_id, shopper.customer_id, settings,
+                                                          exclude_id=conversion.id))
+    except IntegrityError:
+        same_key = _by_key(services, shop_id, key)
+        if same_key is not None:
+            return same_key  # a concurrent request with the same key won
+        raise e.ConversionInProgress() from None
+    log.info("conversion.reserved", extra={"conversion_id": conversion.id, "shop_id": shop_id, "points": points})
+    return conversion

@@ -1,0 +1,303 @@
+"""The conversion saga: every point deducted is backed by exactly one usable code, and every code
+by points deducted.
+
+    reserved → code_created → deducting → deducted → completed
+         ↘            ↘            ↘ (refused)
+          compensating (delete the code) → failed
+    deducting, undecidable for long → needs_review (code deactivated)
+
+Each step is written to the ledger before its external call and again after it, with a
+compare-and-set on the status, so a crash anywhere leaves a row the sweeper (in the worker)
+finishes or compensates. A deduction whose answer was lost is never sent again: we look for it in
+the member's transactions instead (Smaregi's point/add has no idempotency key).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from ..models import Conversion, Shop, utcnow
+from ..services import Services
+from ..shopify.admin import ShopifyRejected, ShopifyUnavailable
+from ..shopify.discounts import CodeRequest, Discounts
+from ..shopify.tokens import ShopNotAuthorized
+from ..smaregi.errors import (
+    ContractPaused,
+    SmaregiBadRequest,
+    SmaregiError,
+    SmaregiRateLimited,
+    SmaregiServerError,
+    SmaregiTimeout,
+    SmaregiUnreachable,
+)
+from . import errors as e
+from .balance import forget_snapshot
+from .ledger import IN_FLIGHT
+
+log = logging.getLogger(__name__)
+
+DEDUCT_BUDGET_S = 3.0
+RECONCILE_BUDGET_S = 3.0
+DECIDE_AFTER = timedelta(minutes=2)  # a deduction not visible by then did not happen
+MAX_SWEEP_ATTEMPTS = 8
+LEASE = timedelta(seconds=60)
+
+SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
+                  "pos_unavailable": e.PosUnavailable, "pos_timeout": e.PosTimeout}
+SHOPIFY_FAILURES = (ShopifyRejected, ShopifyUnavailable, ShopNotAuthorized)
+
+
+class LostRace(Exception):
+    """Someone else (the sweeper, a replay) moved this conversion on; re-read it."""
+
+
+class Saga:
+    def __init__(self, services: Services):
+        self.s = services
+        self.discounts = Discounts(services.admin)
+
+    # -- entry points ------------------------------------------------------------------------------
+    def run(self, conversion_id: str) -> Conversion:
+        """In the shopper's request: drive the conversion as far as it goes now. Raises the
+        shopper-facing error when it failed or could not be decided in time."""
+        c = self._drive(self._load(conversion_id), in_request=True)
+        if c.status == "completed":
+            return c
+        if c.status in ("failed", "compensating"):  # no points were deducted
+            raise SHOPPER_ERRORS.get(c.error_code or "", e.PosUnavailable)()
+        raise e.PosTimeout()  # undecided: the sweeper will finish or compensate it
+
+    def sweep_one(self, conversion_id: str) -> Conversion:
+        return self._drive(self._load(conversion_id), in_request=False)
+
+    # -- the steps ------------------------------------------------------------------------------------
+    def _drive(self, c: Conversion, *, in_request: bool) -> Conversion:
+        shop = self._shop_domain(c)
+        if c.status == "reserved":
+            c = self._create_code(c, shop) if in_request else self._start_compensation(c, "shopify_unavailable")
+        if c.status == "code_created":
+            c = self._deduct(c) if in_request else self._start_compensation(c, "shopify_unavailable")
+        if c.status == "deducting":
+            c = self._reconcile(c, in_request=in_request)
+        if c.status == "deducted":
+            c = self._complete(c, shop)
+        if c.status == "compensating":
+            c = self._compensate(c, shop)
+        if c.status == "completed" and not c.metafield_recorded and not in_request:
+            c = self._record_coupon(c, shop)
+        return c
+
+    def _create_code(self, c: Conversion, shop: str) -> Conversion:
+        request = CodeRequest(code=c.code, title=f"Points {c.points} pt → {c.amount} {c.currency} ({c.code})",
+                              customer_id=c.shopify_customer_id, amount=c.amount, starts_at=utcnow(),
+                              ends_at=c.expires_at)
+        try:
+            discount_id = self.discounts.create(shop, request)
+        except ShopifyRejected as exc:
+            if not any(err.get("code") == "TAKEN" for err in exc.errors):
+                log.warning("conversion.code_rejected", extra={"conversion_id": c.id, "reason": exc.reason})
+                return self._fail(c, "reserved", "shopify_unavailable", "Shopify refused to create the code.")
+            discount_id = self._find_code(shop, c.code)  # our own earlier attempt got through
+            if discount_id is None:
+                return self._start_compensation(c, "shopify_unavailable")
+        except (ShopifyUnavailable, ShopNotAuthorized) as exc:
+            log.warning("conversion.code_unavailable", extra={"conversion_id": c.id, "error": type(exc).__name__})
+            # Possibly created: compensation looks the code up and deletes it if it exists.
+            return self._start_compensation(c, "shopify_unavailable")
+        return self._advance(c, "reserved", status="code_created", discount_id=discount_id)
+
+    def _deduct(self, c: Conversion) -> Conversion:
+        c = self._advance(c, "code_created", status="deducting", deducting_since=utcnow())
+        client = self.s.smaregi.contract(self._contract(c))
+        try:
+            change = client.add_points(c.smaregi_customer_id, -c.points, deadline=time.monotonic() + DEDUCT_BUDGET_S)
+        except SmaregiBadRequest as exc:
+            log.info("conversion.deduction_refused", extra={"conversion_id": c.id, "detail": exc.detail})
+            return self._start_compensation(c, "insufficient_points", from_status="deducting")
+        except (SmaregiRateLimited, ContractPaused, SmaregiUnreachable):
+            # Provably not applied (nothing sent, or a 429).
+            return self._start_compensation(c, "pos_unavailable", from_status="deducting")
+        except (SmaregiTimeout, SmaregiServerError) as exc:
+            log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": type(exc).__name__})
+            return c  # stays "deducting": reconciled next, never sent again
+        except SmaregiError as exc:
+            log.warning("conversion.deduction_failed", extra={"conversion_id": c.id, "status": exc.status})
+            return self._start_compensation(c, "pos_unavailable", from_status="deducting")
+        return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=change.transaction_ids,
+                             balance_after=change.points)
+
+    def _reconcile(self, c: Conversion, *, in_request: bool) -> Conversion:
+        """Did Smaregi apply our deduction? Look for it instead of asking again."""
+        try:
+            found = self._find_deduction(c)
+        except (SmaregiError, LookupError) as exc:
+            return self._undecided(c, in_request, f"Could not read the member's transactions: {type(exc).__name__}")
+        if found is not None:
+            log.info("conversion.reconciled", extra={"conversion_id": c.id, "transaction_id": found["transactionHeadId"]})
+            return self._advance(c, "deducting", status="deducted",
+                                 smaregi_transaction_ids=[str(found["transactionHeadId"])],
+                                 balance_after=self._balance_or_none(c))
+        if c.deducting_since and utcnow() - c.deducting_since >= DECIDE_AFTER:
+            log.info("conversion.deduction_absent", extra={"conversion_id": c.id})
+            return self._start_compensation(c, "pos_timeout", from_status="deducting")
+        if not in_request:
+            self._retry_later(c, (c.deducting_since or utcnow()) + DECIDE_AFTER)
+        return c
+
+    def _complete(self, c: Conversion, shop: str) -> Conversion:
+        c = self._record_coupon(c, shop)
+        c = self._advance(c, "deducted", status="completed", leased_until=None)
+        forget_snapshot(self.s, c.shop_id, c.shopify_customer_id)
+        log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
+        return c
+
+    def _record_coupon(self, c: Conversion, shop: str) -> Conversion:
+        """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
+        entry = {"id": c.id, "code": c.code, "points": c.points, "amount": c.amount, "currency": c.currency,
+                 "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+                 "created_at": c.created_at.isoformat()}
+        try:
+            self.discounts.append_coupon(shop, c.shopify_customer_id, entry)
+        except SHOPIFY_FAILURES as exc:
+            log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
+            return self._advance(c, c.status, attempts=c.attempts + 1)
+        return self._advance(c, c.status, metafield_recorded=True)
+
+    def _start_compensation(self, c: Conversion, error_code: str, from_status: str | None = None) -> Conversion:
+        return self._advance(c, from_status or c.status, status="compensating", error_code=error_code,
+                             error_message=SHOPPER_ERRORS[error_code].message)
+
+    def _compensate(self, c: Conversion, shop: str) -> Conversion:
+        """No points were deducted: the code must not be usable. Then the conversion has failed."""
+        try:
+            discount_id = c.discount_id or self._find_code(shop, c.code)
+            if discount_id:
+                try:
+                    self.discounts.delete(shop, discount_id)
+                except ShopifyRejected:
+                    self.discounts.deactivate(shop, discount_id)
+        except SHOPIFY_FAILURES as exc:
+            log.warning("conversion.compensation_pending", extra={"conversion_id": c.id, "error": type(exc).__name__})
+            self._retry_later(c, utcnow() + timedelta(seconds=30))
+            return self._load(c.id)
+        log.info("conversion.failed", extra={"conversion_id": c.id, "error_code": c.error_code})
+        return self._advance(c, "compensating", status="failed", leased_until=None)
+
+    def _undecided(self, c: Conversion, in_request: bool, why: str) -> Conversion:
+        if in_request:
+            return c
+        if c.attempts + 1 >= MAX_SWEEP_ATTEMPTS:
+            # Cannot tell whether the points left the member: stop the code, ask a human.
+            try:
+                if c.discount_id:
+                    self.discounts.deactivate(self._shop_domain(c), c.discount_id)
+            except SHOPIFY_FAILURES:
+                why += " The code could not be deactivated either."
+            log.error("conversion.needs_review", extra={"conversion_id": c.id})
+            return self._advance(c, "deducting", status="needs_review", leased_until=None,
+                                 error_code="needs_review", error_message=why)
+        self._retry_later(c, utcnow() + timedelta(seconds=min(600, 15 * 2 ** c.attempts)), attempts=c.attempts + 1)
+        return self._load(c.id)
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def _find_deduction(self, c: Conversion) -> dict[str, Any] | None:
+        """Our deduction among the member's transactions since we asked: subtract (division 7),
+        this many points, not already claimed by another of our conversions."""
+        client = self.s.smaregi.contract(self._contract(c))
+        since = (c.deducting_since or c.created_at) - timedelta(minutes=1)
+        rows = client.list_transactions(customer_code=self._member_code(c), updated_from=since, updated_to=utcnow(),
+                                        deadline=time.monotonic() + RECONCILE_BUDGET_S)
+        claimed = self._claimed_transaction_ids(c)
+        matches = [t for t in rows if str(t.get("transactionHeadDivision")) == "7"
+                   and int(t.get("spendPoint") or 0) == c.points
+                   and str(t.get("customerId", c.smaregi_customer_id)) == str(c.smaregi_customer_id)
+                   and str(t["transactionHeadId"]) not in claimed]
+        if len(matches) > 1:
+            raise LookupError("more than one matching deduction")
+        return matches[0] if matches else None
+
+    def _balance_or_none(self, c: Conversion) -> int | None:
+        try:
+            balance = self.s.smaregi.contract(self._contract(c)).get_points(
+                c.smaregi_customer_id, deadline=time.monotonic() + 1.0)
+            return balance.points if balance else None
+        except SmaregiError:
+            return None
+
+    def _find_code(self, shop: str, code: str) -> str | None:
+        return self.discounts.find(shop, code)
+
+    def _member_code(self, c: Conversion) -> str:
+        from ..models import MemberLink
+
+        with self.s.db.transaction() as session:
+            code = session.scalar(select(MemberLink.member_code).where(
+                MemberLink.shop_id == c.shop_id, MemberLink.shopify_customer_id == c.shopify_customer_id))
+        return code or str(c.shopify_customer_id)
+
+    def _claimed_transaction_ids(self, c: Conversion) -> set[str]:
+        with self.s.db.transaction() as session:
+            rows = session.scalars(select(Conversion.smaregi_transaction_ids).where(
+                Conversion.shop_id == c.shop_id, Conversion.shopify_customer_id == c.shopify_customer_id,
+                Conversion.id != c.id, Conversion.smaregi_transaction_ids.is_not(None))).all()
+        return {str(t) for ids in rows for t in (ids or [])}
+
+    def _contract(self, c: Conversion) -> str:
+        from ..settings import effective_settings
+
+        with self.s.db.transaction() as session:
+            return effective_settings(session, session.get(Shop, c.shop_id), self.s.config).contract_id
+
+    def _shop_domain(self, c: Conversion) -> str:
+        with self.s.db.transaction() as session:
+            return session.scalar(select(Shop.domain).where(Shop.id == c.shop_id))
+
+    def _load(self, conversion_id: str) -> Conversion:
+        with self.s.db.transaction() as session:
+            return session.get(Conversion, conversion_id)
+
+    def _advance(self, c: Conversion, expected: str, **values: Any) -> Conversion:
+        """Compare-and-set on the status: a step only lands if nobody moved the conversion on."""
+        with self.s.db.transaction() as session:
+            result = session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == expected)
+                                     .values(updated_at=utcnow(), **values))
+            if result.rowcount != 1:
+                raise LostRace(c.id)
+        return self._load(c.id)
+
+    def _retry_later(self, c: Conversion, when, **values: Any) -> None:
+        with self.s.db.transaction() as session:
+            session.execute(update(Conversion).where(Conversion.id == c.id).values(
+                next_attempt_at=when, leased_until=None, **values))
+
+    def _fail(self, c: Conversion, expected: str, code: str, message: str) -> Conversion:
+        return self._advance(c, expected, status="failed", error_code=code, error_message=message, leased_until=None)
+
+
+def sweep(services: Services, limit: int = 20) -> int:
+    """Finish or compensate conversions nobody is working on (their request died or gave up)."""
+    now = utcnow()
+    with services.db.transaction() as session:
+        due = (select(Conversion.id).where(
+            or_(Conversion.status.in_(IN_FLIGHT),
+                (Conversion.status == "completed") & Conversion.metafield_recorded.is_(False)
+                & (Conversion.attempts < MAX_SWEEP_ATTEMPTS)),
+            or_(Conversion.leased_until.is_(None), Conversion.leased_until < now),
+            or_(Conversion.next_attempt_at.is_(None), Conversion.next_attempt_at <= now))
+            .order_by(Conversion.created_at).limit(limit).with_for_update(skip_locked=True))
+        ids = session.scalars(due).all()
+        if ids:
+            session.execute(update(Conversion).where(Conversion.id.in_(ids)).values(leased_until=now + LEASE))
+    saga = Saga(services)
+    for conversion_id in ids:
+        try:
+            saga.sweep_one(conversion_id)
+        except LostRace:
+            pass
+        except Exception:  # noqa: BLE001 - one conversion's trouble must not stop the sweep
+            log.exception("conversion.sweep_failed", extra={"conversion_id": conversion_id})
+    return len(ids)

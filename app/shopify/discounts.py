@@ -1,0 +1,121 @@
+"""One-time, customer-scoped discount codes and the customer's `loyalty.coupons` metafield."""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .admin import AdminClient, ShopifyRejected, user_errors
+
+log = logging.getLogger(__name__)
+
+COUPONS_NAMESPACE, COUPONS_KEY = "loyalty", "coupons"
+CONVERSION_TIMEOUT_S = 4.0  # a shopper is waiting
+
+CREATE = """
+mutation PointbridgeCreateCode($input: DiscountCodeBasicInput!) {
+  discountCodeBasicCreate(basicCodeDiscount: $input) {
+    codeDiscountNode { id }
+    userErrors { field code message }
+  }
+}"""
+FIND = """
+query PointbridgeFindCode($code: String!) {
+  codeDiscountNodeByCode(code: $code) { id }
+}"""
+DELETE = """
+mutation PointbridgeDeleteCode($id: ID!) {
+  discountCodeDelete(id: $id) { deletedCodeDiscountId userErrors { field code message } }
+}"""
+DEACTIVATE = """
+mutation PointbridgeDeactivateCode($id: ID!) {
+  discountCodeDeactivate(id: $id) { codeDiscountNode { id } userErrors { field code message } }
+}"""
+READ_COUPONS = """
+query PointbridgeCoupons($id: ID!, $namespace: String!, $key: String!) {
+  customer(id: $id) { id metafield(namespace: $namespace, key: $key) { value compareDigest } }
+}"""
+WRITE_COUPONS = """
+mutation PointbridgeSetCoupons($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) { metafields { key compareDigest } userErrors { field code message } }
+}"""
+
+
+def customer_gid(customer_id: int) -> str:
+    return f"gid://shopify/Customer/{customer_id}"
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    code: str
+    title: str
+    customer_id: int
+    amount: int  # in the shop's currency
+    starts_at: datetime
+    ends_at: datetime
+
+
+class Discounts:
+    def __init__(self, admin: AdminClient):
+        self.admin = admin
+
+    def create(self, shop: str, req: CodeRequest) -> str:
+        """Create the code; returns its DiscountCodeNode id. ShopifyRejected if Shopify said no."""
+        data = self.admin.graphql(shop, CREATE, {"input": {
+            "title": req.title, "code": req.code,
+            "startsAt": req.starts_at.isoformat(), "endsAt": req.ends_at.isoformat(),
+            "context": {"customers": {"add": [customer_gid(req.customer_id)]}},
+            "customerGets": {"value": {"discountAmount": {"amount": str(req.amount), "appliesOnEachItem": False}},
+                             "items": {"all": True}},
+            "usageLimit": 1, "appliesOncePerCustomer": True,
+            "combinesWith": {"orderDiscounts": False, "productDiscounts": True, "shippingDiscounts": True},
+        }}, timeout_s=CONVERSION_TIMEOUT_S)
+        payload = data.get("discountCodeBasicCreate") or {}
+        errors = user_errors(payload)
+        if errors or not (payload.get("codeDiscountNode") or {}).get("id"):
+            raise ShopifyRejected("discount_rejected", errors)
+        return payload["codeDiscountNode"]["id"]
+
+    def find(self, shop: str, code: str) -> str | None:
+        """After an ambiguous create: does the code exist?"""
+        node = self.admin.graphql(shop, FIND, {"code": code}, timeout_s=CONVERSION_TIMEOUT_S).get("codeDiscountNodeByCode")
+        return (node or {}).get("id")
+
+    def delete(self, shop: str, discount_id: str) -> None:
+        payload = self.admin.graphql(shop, DELETE, {"id": discount_id}).get("discountCodeDelete") or {}
+        errors = [e for e in user_errors(payload) if e.get("code") != "NOT_FOUND"]  # already gone is fine
+        if errors:
+            raise ShopifyRejected("delete_rejected", errors)
+
+    def deactivate(self, shop: str, discount_id: str) -> None:
+        payload = self.admin.graphql(shop, DEACTIVATE, {"id": discount_id}).get("discountCodeDeactivate") or {}
+        if user_errors(payload):
+            raise ShopifyRejected("deactivate_rejected", user_errors(payload))
+
+    def append_coupon(self, shop: str, customer_id: int, entry: dict[str, Any], attempts: int = 3) -> None:
+        """Add an entry to the customer's coupon list. compareDigest makes the write a compare-and-set,
+        so two conversions finishing together cannot lose each other's entry."""
+        gid = customer_gid(customer_id)
+        for _ in range(attempts):
+            data = self.admin.graphql(shop, READ_COUPONS, {"id": gid, "namespace": COUPONS_NAMESPACE,
+                                                           "key": COUPONS_KEY})
+            field = ((data.get("customer") or {}).get("metafield")) or {}
+            try:
+                coupons = json.loads(field["value"]) if field.get("value") else []
+            except ValueError:
+                coupons = []
+            if any(c.get("code") == entry["code"] for c in coupons):
+                return  # already recorded (a retry after a lost answer)
+            # compareDigest null means "only if it does not exist yet" (Shopify, metafieldsSet).
+            metafield = {"ownerId": gid, "namespace": COUPONS_NAMESPACE, "key": COUPONS_KEY, "type": "json",
+                         "value": json.dumps([*coupons, entry], ensure_ascii=False),
+                         "compareDigest": field.get("compareDigest")}
+            payload = self.admin.graphql(shop, WRITE_COUPONS, {"metafields": [metafield]}).get("metafieldsSet") or {}
+            errors = user_errors(payload)
+            if not errors:
+                return
+            if not any(e.get("code") == "STALE_OBJECT" for e in errors):
+                raise ShopifyRejected("metafield_rejected", errors)
+        raise ShopifyRejected("metafield_contended")

@@ -1,0 +1,315 @@
+"""Points → coupon: every point deducted is backed by exactly one usable code, and every code by points."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from app import create_app
+from app.dev.signing import app_home_id_token
+from app.models import Conversion, Shop, ShopSettings, utcnow
+from app.points.saga import Saga, sweep
+from app.sync import directory
+from app.sync.intake import Delivery, record
+from app.sync.worker import Worker
+
+from .conftest import CONTRACT, SHOP, make_env
+from .helpers import customer, proxy_url
+
+TARO, ALICE = 8840734670934, 8840734670935
+
+
+class Given:
+    """A shop that installed the app, and Taro: a synced member with 1,250 points."""
+
+    def __init__(self, services, smaregi, shopify):
+        self.services, self.smaregi, self.shopify = services, smaregi, shopify
+        client = create_app(services=services).test_client()
+        token = app_home_id_token(services.config.shopify_api_key, services.config.shopify_api_secret, SHOP)
+        assert client.get(f"/?shop={SHOP}&host=x&id_token={token}").status_code == 200
+        self.client = client
+        self.taro = smaregi.add_member(CONTRACT, customerCode=str(TARO), lastName="山田", firstName="太郎",
+                                       mailAddress="taro@example.com", points=1250, expires_on="2027-03-31")
+        self.alice = smaregi.add_member(CONTRACT, customerCode=str(ALICE), lastName="Smith", firstName="Alice",
+                                        points=80)
+        shopify.add_customer(SHOP, TARO, firstName="太郎")
+        shopify.add_customer(SHOP, ALICE, firstName="Alice")
+        directory.import_pages(services.db, services.smaregi.contract(CONTRACT))
+        record(services.db, services.config, Delivery(SHOP, "customers/create", "w1", None, None, customer(TARO)))
+        Worker(services, "w").drain()
+
+    def convert(self, points, key=None, who=TARO, body=None, content_type="application/json"):
+        url = proxy_url(self.services.config.shopify_api_secret, "conversions", who)
+        payload = body if body is not None else {"points": points, "idempotency_key": key or str(uuid.uuid4())}
+        data = json.dumps(payload) if content_type == "application/json" else payload
+        return self.client.post(url, data=data, content_type=content_type)
+
+    def conversions(self, who=TARO):
+        return self.client.get(proxy_url(self.services.config.shopify_api_secret, "conversions", who)).json
+
+    def balance(self, member=None) -> int:
+        return self.smaregi.balance(CONTRACT, (member or self.taro)["customerId"])
+
+    def active_codes(self):
+        return self.shopify.active_discounts(SHOP)
+
+    def settings(self, **values):
+        with self.services.db.transaction() as s:
+            s.add(ShopSettings(shop_id=s.scalar(select(Shop.id)), **values))
+
+    def ledger(self) -> list[Conversion]:
+        with self.services.db.transaction() as s:
+            return list(s.scalars(select(Conversion).order_by(Conversion.created_at)))
+
+    def deductions(self) -> list[dict]:
+        return [t for t in self.smaregi.contracts[CONTRACT].transactions if t["transactionHeadDivision"] == "7"]
+
+
+@pytest.fixture
+def given(services, smaregi_em, shopify_em):
+    return Given(services, smaregi_em[0], shopify_em[0])
+
+
+def test_happy_path_turns_500_points_into_a_500_yen_code(given):
+    resp = given.convert(500, key="key-happy-0001")
+    assert resp.status_code == 201
+    c = resp.json["conversion"]
+    assert (c["status"], c["points"], c["amount"], c["currency"], c["balance_after"]) == ("completed", 500, 500, "JPY", 750)
+    assert c["code"].startswith("70934-") and c["code"].endswith("-500") and len(c["code"].split("-")[1]) == 6
+    assert c["expires_at"].endswith("+09:00")
+    assert given.balance() == 750
+    [code] = given.active_codes()
+    assert (code["code"], code["amount"], code["usageLimit"], code["appliesOncePerCustomer"]) == (c["code"], "500", 1, True)
+    assert code["customers"] == [f"gid://shopify/Customer/{TARO}"]
+    coupons = json.loads(given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")["value"])
+    assert [x["code"] for x in coupons] == [c["code"]]
+    assert given.conversions()["conversions"][0]["code"] == c["code"]
+    balance = given.client.get(proxy_url(given.services.config.shopify_api_secret, "balance", TARO)).json
+    assert balance["points"]["balance"] == 750  # not a cached 1,250
+    assert balance["conversion"]["remaining_today"] == 9500
+
+
+def test_the_same_key_again_returns_the_same_conversion_and_calls_nothing(given):
+    first = given.convert(500, key="key-replay-0001").json["conversion"]
+    calls = (given.smaregi.stats["requests"], given.shopify.counts["graphql"])
+    again = given.convert(500, key="key-replay-0001")
+    assert again.status_code == 200 and again.json["conversion"] == first
+    assert (given.smaregi.stats["requests"], given.shopify.counts["graphql"]) == calls
+    assert given.balance() == 750 and len(given.active_codes()) == 1
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("form_post", ("invalid_request", 400)), ("no_key", ("invalid_request", 400)),
+    ("string_points", ("invalid_request", 400)), ("unit", ("not_multiple_of_unit", 422)),
+    ("minimum", ("below_minimum", 422)), ("unit_before_minimum", ("not_multiple_of_unit", 422)),
+    ("daily_limit", ("daily_limit_exceeded", 422)), ("balance", ("insufficient_points", 422)),
+])
+def test_each_rule_refuses_with_its_code_and_changes_nothing(given, case, expected):
+    if case in ("minimum", "unit_before_minimum"):
+        given.settings(points_minimum=300)
+    if case == "daily_limit":
+        given.settings(points_daily_limit=1000)
+        assert given.convert(600).status_code == 201
+    before = (given.balance(), len(given.active_codes()), len(given.ledger()))
+    resp = {
+        "form_post": lambda: given.convert(None, body={"points": "500", "idempotency_key": "k" * 10},
+                                           content_type="application/x-www-form-urlencoded"),
+        "no_key": lambda: given.convert(None, body={"points": 500}),
+        "string_points": lambda: given.convert(None, body={"points": "500", "idempotency_key": "k" * 10}),
+        "unit": lambda: given.convert(150),
+        "minimum": lambda: given.convert(200),
+        "unit_before_minimum": lambda: given.convert(250),
+        "daily_limit": lambda: given.convert(500),
+        "balance": lambda: given.convert(2000),
+    }[case]()
+    assert (resp.json["error"]["code"], resp.status_code) == expected
+    assert (given.balance(), len(given.active_codes()), len(given.ledger())) == before
+
+
+def test_a_customer_can_never_convert_another_customers_points(given):
+    # Signed in as Alice, naming Taro in the body: only the signed customer counts.
+    resp = given.convert(None, who=ALICE, body={"points": 100, "idempotency_key": "alice-key-1", "customer_id": TARO})
+    assert resp.json["error"]["code"] == "insufficient_points"  # Alice has 80
+    assert given.balance() == 1250
+    taro = given.convert(500, key="taro-key-0001").json["conversion"]
+    stolen = given.convert(500, key="taro-key-0001", who=ALICE)
+    assert stolen.status_code == 403 and stolen.json["error"]["code"] == "forbidden"
+    assert taro["code"] not in json.dumps(given.conversions(who=ALICE))
+
+
+def test_when_smaregi_refuses_the_deduction_the_code_is_deleted(given):
+    given.smaregi.add_fault(match=r"POST .*/point/add", status=400, count=1)  # spent at the register meanwhile
+    resp = given.convert(500)
+    assert resp.status_code == 422 and resp.json["error"]["code"] == "insufficient_points"
+    assert given.active_codes() == []
+    assert given.ledger()[0].status == "failed" and given.balance() == 1250
+
+
+def test_when_shopify_cannot_create_the_code_nothing_is_deducted(given):
+    given.shopify.add_fault(match="discountCodeBasicCreate", status=500)
+    resp = given.convert(500)
+    assert resp.status_code == 503 and resp.json["error"]["code"] == "shopify_unavailable"
+    assert given.balance() == 1250 and given.deductions() == []
+    assert given.ledger()[0].status == "failed"
+    replay = given.convert(500, key=given.ledger()[0].idempotency_key)
+    assert replay.json["error"]["code"] == "shopify_unavailable"  # the original outcome, again
+
+
+def test_a_deduction_applied_whose_answer_is_lost_is_reconciled_not_repeated(given):
+    given.smaregi.add_fault(match=r"POST .*/point/add", stall_after_apply_s=5, count=1)
+    resp = given.convert(500)
+    assert resp.status_code == 201 and resp.json["conversion"]["status"] == "completed"
+    assert given.balance() == 750 and len(given.deductions()) == 1
+    assert given.ledger()[0].smaregi_transaction_ids == [given.deductions()[0]["transactionHeadId"]]
+    assert len(given.active_codes()) == 1
+
+
+def test_a_metafield_failure_does_not_undo_the_conversion(given):
+    given.shopify.add_fault(match="metafieldsSet", status=500)
+    resp = given.convert(500)
+    assert resp.status_code == 201 and given.balance() == 750
+    assert given.ledger()[0].metafield_recorded is False
+    given.shopify.faults.clear()
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None))
+    sweep(given.services)
+    assert given.ledger()[0].metafield_recorded is True
+
+
+def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given):
+    from app.points import conversion as conv
+    from app.points.member import Shopper
+
+    # The request reserved and created the code, then its process died.
+    reserved = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO),
+                             _settings(given), given.taro["customerId"], 500, "crash-key-001")
+    saga = Saga(given.services)
+    saga._create_code(reserved, SHOP)
+    assert len(given.active_codes()) == 1
+    assert sweep(given.services) == 0  # its lease still holds
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=utcnow() - timedelta(seconds=1)))
+    sweep(given.services)
+    assert given.ledger()[0].status == "failed"
+    assert given.active_codes() == [] and given.balance() == 1250
+
+
+def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given):
+    from app.points import conversion as conv
+    from app.points.member import Shopper
+
+    reserved = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
+                             given.taro["customerId"], 500, "crash-key-002")
+    saga = Saga(given.services)
+    saga._deduct(saga._create_code(reserved, SHOP))  # …and then the process died
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None))
+    sweep(given.services)
+    [c] = given.ledger()
+    assert (c.status, c.metafield_recorded) == ("completed", True)
+    assert given.balance() == 750 and len(given.active_codes()) == 1
+
+
+def test_an_undecidable_deduction_ends_in_review_with_the_code_deactivated(given, monkeypatch):
+    from app.points import saga as saga_module
+
+    given.smaregi.add_fault(match=r"POST .*/point/add", stall_after_apply_s=5, count=1)
+    given.smaregi.add_fault(match=r"GET .*/transactions", status=503)  # and we cannot look
+    resp = given.convert(500)
+    assert resp.status_code == 504 and resp.json["error"]["code"] == "pos_timeout"
+    assert given.conversions()["conversions"][0]["status"] == "pending"
+    monkeypatch.setattr(saga_module, "MAX_SWEEP_ATTEMPTS", 2)
+    for _ in range(2):
+        with given.services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(given.services)
+    [c] = given.ledger()
+    assert c.status == "needs_review" and "transactions" in c.error_message
+    assert given.active_codes() == []  # deactivated until a person decides
+    assert given.convert(100).status_code == 201  # and the customer is not blocked
+
+
+def _shop_id(given) -> int:
+    with given.services.db.transaction() as s:
+        return s.scalar(select(Shop.id))
+
+
+def _settings(given):
+    from app.settings import effective_settings
+
+    with given.services.db.transaction() as s:
+        return effective_settings(s, s.scalar(select(Shop)), given.services.config)
+
+
+# -- Postgres: concurrency and a real crash ----------------------------------------------------------------
+
+@pytest.fixture
+def pg_given(pg_url, smaregi_em, shopify_em, make_services):
+    services = make_services(pg_url, smaregi_url=smaregi_em[1], shopify_url=shopify_em[1])
+    return Given(services, smaregi_em[0], shopify_em[0])
+
+
+@pytest.mark.postgres
+def test_ten_tabs_at_once_cannot_spend_the_same_points_twice(pg_given):
+    given = pg_given
+    results: list[int] = []
+
+    def tab(i):
+        client = create_app(services=given.services).test_client()
+        url = proxy_url(given.services.config.shopify_api_secret, "conversions", TARO)
+        resp = client.post(url, data=json.dumps({"points": 500, "idempotency_key": f"tab-{i}-xxxxxx"}),
+                           content_type="application/json")
+        results.append(resp.status_code)
+
+    threads = [threading.Thread(target=tab, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    deducted = sum(int(t["spendPoint"]) for t in given.deductions())
+    issued = sum(int(d["amount"]) for d in given.active_codes())
+    assert given.balance() >= 0
+    assert issued == deducted == 1250 - given.balance()
+    assert results.count(201) == len(given.active_codes()) >= 1
+    assert set(results) <= {201, 409, 422}
+
+
+def _convert_then_die(env, started):
+    from app.config import load_config
+    from app.points.conversion import convert
+    from app.points.member import Shopper
+    from app.services import Services
+
+    started.set()
+    convert(Services.build(load_config(env)), Shopper(SHOP, TARO), 500, "killed-key-0001")
+
+
+@pytest.mark.postgres
+def test_a_process_killed_mid_deduction_leaves_nothing_half_done(pg_given, smaregi_em, shopify_em, pg_url):
+    given = pg_given
+    given.smaregi.add_fault(match=r"POST .*/point/add", latency_s=1.0, count=1)  # slow: we kill meanwhile
+    ctx = multiprocessing.get_context("spawn")
+    started = ctx.Event()
+    proc = ctx.Process(target=_convert_then_die, args=(make_env(pg_url, smaregi_url=smaregi_em[1],
+                                                                 shopify_url=shopify_em[1]), started))
+    proc.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(c.status == "deducting" for c in given.ledger()):
+        time.sleep(0.02)
+    proc.kill()
+    proc.join(10)
+    time.sleep(1.5)  # Smaregi finishes what it was given; the answer has no one to go to
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+    sweep(given.services)
+    [c] = given.ledger()
+    deducted = sum(int(t["spendPoint"]) for t in given.deductions())
+    assert c.status == "completed"  # the deduction happened, so the sweeper found it and finished
+    assert deducted == 500 and given.balance() == 750
+    assert [d["code"] for d in given.active_codes()] == [c.code]
