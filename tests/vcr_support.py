@@ -57,7 +57,7 @@ def recorder(folder: str, origin_map: dict[str, str]) -> vcr.VCR:
         cassette_library_dir=str(CASSETTES / folder),
         record_mode=RECORD_MODE,
         match_on=["method", "scheme", "host", "port", "path", "query", "body"],
-        filter_headers=[("authorization", SCRUBBED), ("x-shopify-access-token", SCRUBBED)],
+        filter_headers=[("authorization", SCRUBBED), ("x-shopify-access-token", SCRUBBED), ("host", None)],
         before_record_request=before_request,
         before_record_response=before_response,
         decode_compressed_response=True,
