@@ -12,7 +12,7 @@ function el(tag, cls, text) {
 }
 function uuid() {
   if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-  return 'k' + Date.now().toString(36) + Math.random().toString(36).slice(2);
+  return 'k' + Date.now() + Math.random().toString(36).slice(2);
 }
 
 function Block(card) {
@@ -127,6 +127,7 @@ P.form = function (d) {
   [label, input, preview, button, limits, message].forEach(function (n) { form.appendChild(n); });
   form.addEventListener('submit', function (ev) { ev.preventDefault(); self.convert(input, button, message); });
   box.appendChild(form);
+  if (this.lastResult) box.appendChild(this.lastResult);
   update();
 };
 P.convert = function (input, button, message) {
@@ -167,8 +168,7 @@ P.result = function (conv) {
   });
   box.appendChild(code); box.appendChild(copy);
   box.appendChild(el('p', 'pb-points__hint', fill(this.s.valid_until, { date: this.date((conv.expires_at || '').slice(0, 10)) })));
-  var host = this.q('[data-pb-convert]');
-  host.appendChild(box);
+  this.q('[data-pb-convert]').appendChild(box);
   this.lastResult = box;
   code.focus();
 };
