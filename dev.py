@@ -31,8 +31,6 @@ def _lock_digest() -> str:
 
 def ensure_venv() -> Path:
     """Create or refresh .venv so it matches the lock exactly; return its python."""
-    if sys.version_info < (3, 11):
-        sys.exit(f"Pointbridge needs Python 3.11 or newer; this is {sys.version.split()[0]}.")
     python = BIN / "python"
     if python.exists() and STAMP.exists() and STAMP.read_text().strip() == _lock_digest():
         return python

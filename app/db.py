@@ -1,9 +1,9 @@
 """Engine and sessions. One session per request or per job; `transaction()` is the unit of work."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -40,7 +40,7 @@ class Database:
             with self.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
             return True
-        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        except Exception:
             return False
 
     def dispose(self) -> None:
@@ -76,6 +76,6 @@ def insert_ignoring_conflict(session, model, values: dict, conflict_columns: lis
 
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    pk = list(model.__table__.primary_key.columns)[0]
+    pk = next(iter(model.__table__.primary_key.columns))
     stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=conflict_columns).returning(pk)
     return session.execute(stmt).scalar()

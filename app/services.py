@@ -30,7 +30,7 @@ class Services:
     smaregi: Smaregi
 
     @classmethod
-    def build(cls, config: Config, db: Database | None = None) -> "Services":
+    def build(cls, config: Config, db: Database | None = None) -> Services:
         db = db or Database(config.database_url)
         cipher = TokenCipher(config.token_encryption_keys)
         shopify_app = ShopifyApp(client_id=config.shopify_api_key, client_secret=config.shopify_api_secret,

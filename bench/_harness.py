@@ -18,10 +18,10 @@ from werkzeug.serving import make_server
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import migrate  # noqa: E402
-from app.config import load_config, normalize_database_url  # noqa: E402
-
 import logging
+
+from app import migrate
+from app.config import load_config, normalize_database_url
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -78,7 +78,7 @@ def process(args: list[str], environment: dict[str, str], ready_url: str | None 
                     break
                 except OSError:
                     if time.monotonic() > deadline or proc.poll() is not None:
-                        raise SystemExit(f"bench: {args[2]} did not start")
+                        raise SystemExit(f"bench: {args[2]} did not start") from None
                     time.sleep(0.1)
         yield proc
     finally:
@@ -111,7 +111,7 @@ def tree_peak_rss_mb(pid: int) -> float:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def summary(label: str, values_ms: list[float]) -> str:

@@ -13,8 +13,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-
 from _harness import dev_config, env, free_port, fresh_database, serve_in_thread, summary, web
+
 from app.config import load_config, normalize_database_url
 from app.dev.signing import proxy_params, proxy_query
 from app.dev.smaregi_emulator import SmaregiEmulator

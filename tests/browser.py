@@ -6,6 +6,7 @@ In CI a missing browser fails the test (.ci/run installs it); on a laptop withou
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -113,10 +114,8 @@ class Browser:
             f.write(base64.b64decode(data))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError, OSError):
             self.send("Browser.close")
-        except (RuntimeError, OSError):
-            pass
         self.proc.wait(10)
         os.close(self._to_chrome)
         os.close(self._from_chrome)

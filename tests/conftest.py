@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import psycopg
 import pytest
@@ -26,6 +26,8 @@ from app.dev.shopify_emulator import ShopifyEmulator
 from app.dev.smaregi_emulator import SmaregiEmulator
 from app.models import Base
 from app.services import Services
+
+from .browser import browser  # noqa: F401 (a fixture, shared by the browser tests)
 
 CONTRACT = "sb_test01"
 SHOP = "pointbridge-test.myshopify.com"
@@ -45,7 +47,7 @@ def _pg_reachable() -> str | None:
     try:
         with psycopg.connect(_plain(_pg_server_url()), connect_timeout=3):
             return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
 
 

@@ -89,7 +89,8 @@ def test_cli_prints_one_line_and_exits_nonzero():
     proc = subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], cwd=ROOT, capture_output=True,
                           text=True, env=_clean_env(), timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "pointbridge: configuration error: SHOPIFY_API_KEY: is required (set it in the environment)"
+    assert proc.stderr.strip() == ("pointbridge: configuration error: SHOPIFY_API_KEY: "
+                                   "is required (set it in the environment)")
 
 
 def test_gunicorn_master_stops_instead_of_respawning_workers():

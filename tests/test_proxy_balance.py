@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 import pytest
@@ -27,7 +27,7 @@ def shop(services, smaregi_em):
     em, _ = smaregi_em
     member = em.add_member(CONTRACT, customerCode=str(TARO), lastName="山田", firstName="太郎",
                            mailAddress="taro@example.com", rank="gold", points=0, expires_on="2027-03-31")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     em.add_sale(CONTRACT, member["customerId"], earned=54, total=5400, when=now - timedelta(days=20))
     em.add_sale(CONTRACT, member["customerId"], earned=128, used=30, total=12800, when=now - timedelta(days=3))
     em.add_sale(CONTRACT, member["customerId"], earned=999, total=99900, when=now - timedelta(days=40))  # too old
@@ -53,7 +53,7 @@ def get(client, services, customer_id=TARO, path="balance", **kw):
 
 
 def test_shopifys_documented_proxy_signature_verifies(monkeypatch):
-    import shopify_app.verify.app_proxy as app_proxy
+    from shopify_app.verify import app_proxy
 
     monkeypatch.setattr(app_proxy.time, "time", lambda: 1317327555)
     query = ("extra=1&extra=2&shop=shop-name.myshopify.com&logged_in_customer_id=1&path_prefix=%2Fapps%2Fawesome_reviews"

@@ -24,7 +24,7 @@ def test_three_processes_writing_stay_within_the_contract_limit(pg_url, smaregi_
         for i in range(10):
             try:
                 client.create_customer({"customerCode": f"R{n}-{i}", "lastName": "a", "firstName": "b"})
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=create, args=(s, n)) for n, s in enumerate(workers)]

@@ -45,7 +45,7 @@ def wire(tmp_path, make_services, request):
 
 
 def test_token_then_create_member_sends_strings_and_reads_the_new_id(wire):
-    em, services, client, cassette = wire
+    _em, services, client, cassette = wire
     with cassette("create_member") as c:
         member = client.create_customer({"customerCode": "8840734670934", "lastName": "山田", "firstName": "太郎",
                                          "mailAddress": "taro@example.com", "mailReceiveFlag": 1})
@@ -88,7 +88,7 @@ def test_429_waits_retry_after_then_succeeds(wire):
 
 
 def test_problem_json_400_becomes_a_typed_error_naming_the_field(wire):
-    em, _, client, cassette = wire
+    _em, _, client, cassette = wire
     with cassette("duplicate_code_400"):
         client.create_customer({"customerCode": "DUP-1", "lastName": "a", "firstName": "b"})
         with pytest.raises(SmaregiBadRequest) as info:

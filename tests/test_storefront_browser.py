@@ -1,7 +1,7 @@
 """The block in a real browser: dev storefront → signing proxy → app → Smaregi/Shopify emulators."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,7 +11,6 @@ from app.dev import storefront
 from app.dev.signing import app_home_id_token
 from app.models import Shop, ShopSettings
 
-from .browser import browser  # noqa: F401 (fixture)
 from .conftest import CONTRACT, SHOP, serving
 
 TARO = 8840734670934
@@ -27,7 +26,7 @@ def site(tmp_path, smaregi_em, shopify_em, make_services):
     member = em.add_member(CONTRACT, customerCode=str(TARO), lastName="山田", firstName="太郎", rank="gold",
                            points=1250, expires_on="2027-03-31")
     em.add_sale(CONTRACT, member["customerId"], earned=128, used=30, total=12800,
-                when=datetime.now(timezone.utc) - timedelta(days=2))
+                when=datetime.now(UTC) - timedelta(days=2))
     em.contracts[CONTRACT].points[member["customerId"]]["point"] = 1250
     shopify_em[0].add_customer(SHOP, TARO, firstName="太郎")
     app = create_app(services=services)
@@ -36,13 +35,13 @@ def site(tmp_path, smaregi_em, shopify_em, make_services):
     with services.db.transaction() as s:
         s.add(ShopSettings(shop_id=s.scalar(select(Shop.id)),
                            rank_labels={"gold": {"ja": "ゴールド会員", "en": "Gold Member"}}))
-    with serving(app) as app_url:
-        with serving(storefront.create_app(app_url, services.config.shopify_api_secret, shop=SHOP)) as front:
-            yield em, shopify_em[0], member, front
+    with serving(app) as app_url, \
+            serving(storefront.create_app(app_url, services.config.shopify_api_secret, shop=SHOP)) as front:
+        yield em, shopify_em[0], member, front
 
 
 def test_the_block_loads_the_live_balance_in_japanese(site, browser, tmp_path):
-    em, _, _, url = site
+    _em, _, _, url = site
     browser.open(f"{url}/?customer={TARO}&locale=ja")
     assert browser.wait_for(f"{READY} === 'ready'")
     page = browser.text(".pb-points")

@@ -8,7 +8,7 @@ from app.dev.theme import EXTENSION, block_source, render_block
 
 
 def strings(html: str) -> dict:
-    return json.loads(re.search(r'<script type="application/json" data-pb-strings>(.*?)</script>', html, re.S).group(1))
+    return json.loads(re.search(r'<script type="application/json" data-pb-strings>(.*?)</script>', html, re.DOTALL).group(1))
 
 
 def test_a_guest_sees_only_a_sign_in_link():

@@ -8,7 +8,6 @@ from app import create_app
 from app.models import MemberLink, Shop, WebhookDelivery
 from app.shopify.verify import InvalidSignature, ShopifyVerifier
 
-from .conftest import SHOP
 from .helpers import customer, deliver
 
 

@@ -14,8 +14,8 @@ import sys
 import time
 import urllib.request
 
-from ..config import load_config
 from .. import migrate
+from ..config import load_config
 from .seed import DEV_SHOP, customer_payloads
 from .signing import app_home_id_token, webhook_hmac
 
@@ -23,7 +23,8 @@ PORTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
 
 
 def _env() -> dict[str, str]:
-    port = lambda name: int(os.environ.get(f"POINTBRIDGE_{name.upper()}_PORT", PORTS[name]))  # noqa: E731
+    def port(name):
+        return int(os.environ.get(f"POINTBRIDGE_{name.upper()}_PORT", PORTS[name]))
     env = dict(os.environ)
     env.setdefault("POINTBRIDGE_ENV", "development")
     env.setdefault("PORT", str(port("web")))
@@ -94,7 +95,7 @@ def main() -> int:
         f"  Smaregi emulator    http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/{config.smaregi_contract_id}/members",
         f"  Shopify emulator    http://127.0.0.1:{env['POINTBRIDGE_SHOPIFY_PORT']}/_emulator/{DEV_SHOP}/state",
     ]
-    print("\n".join(lines + ["Ctrl-C stops everything.", ""]), flush=True)
+    print("\n".join([*lines, "Ctrl-C stops everything.", ""]), flush=True)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)

@@ -21,9 +21,10 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any
 
 from flask import Flask, jsonify, request
 
@@ -110,7 +111,8 @@ class SmaregiEmulator:
     # -- state helpers used by tests and the seeder -----------------------------------------------
     def reset_stats(self) -> None:
         with self.lock:
-            self.stats = {"requests": 0, "token_requests": 0, "rate_limited": 0, "writes_by_second": {}}
+            self.stats = {"requests": 0, "token_requests": 0, "rate_limited": 0, "writes_by_second": {},
+                          "point_changes_received": 0}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), JST)
@@ -283,10 +285,11 @@ class SmaregiEmulator:
         @app.before_request
         def faults():
             if request.path.startswith("/_emulator"):
-                return None
+                return
             key = f"{request.method} {request.path}"
             with em.lock:
                 em.stats["requests"] += 1
+                em.stats["point_changes_received"] += request.path.endswith("/point/add")
                 hits = [f for f in em.faults if f.hit(key)]
             for f in hits:
                 if f.latency_s:
@@ -295,7 +298,7 @@ class SmaregiEmulator:
                     raise Problem(f.status, "Injected fault", f"injected {f.status}",
                                   {"Retry-After": "1"} if f.status == 429 else None)
             request.environ["emulator.stall_s"] = max((f.stall_after_apply_s for f in hits), default=0.0)
-            return None
+            return
 
         @app.after_request
         def stall(resp):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from liquid import Environment
@@ -18,7 +17,7 @@ from markupsafe import Markup
 from ..config import ROOT
 
 EXTENSION = ROOT / "extensions" / "pointbridge-points"
-SCHEMA = re.compile(r"{%-?\s*schema\s*-?%}(.*?){%-?\s*endschema\s*-?%}", re.S)
+SCHEMA = re.compile(r"{%-?\s*schema\s*-?%}(.*?){%-?\s*endschema\s*-?%}", re.DOTALL)
 
 
 @cache

@@ -23,8 +23,8 @@ from ..settings import EffectiveSettings
 from ..smaregi.client import PointBalance
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from .errors import NotRegistered, PosTimeout, PosUnavailable
-from .ledger import points_converted_today
-from .member import Shopper, find_member, shop_and_settings
+from .ledger import converted_today
+from .member import Member, Shopper, find_member, linked_member, shop_and_settings_in
 
 log = logging.getLogger(__name__)
 
@@ -51,30 +51,56 @@ class BalanceView:
 
 
 def read_balance(services: Services, shopper: Shopper, locale: str = "en") -> BalanceView:
-    shop_id, settings = shop_and_settings(services.db, services.config, shopper.shop_domain)
-    snapshot = _snapshot(services, shop_id, shopper.customer_id)
+    ctx = _context(services, shopper)
     now = utcnow()
+    snapshot = ctx.snapshot
     pos_started = time.monotonic()
     pos_ms = 0.0
     if snapshot is not None and (now - snapshot.fetched_at).total_seconds() < COALESCE_S:
         reading, as_of, stale = snapshot.reading, snapshot.fetched_at, False
     else:
         try:
-            reading = _read_live(services, settings, shop_id, shopper.customer_id)
+            reading = _read_live(services, ctx)
             pos_ms = (time.monotonic() - pos_started) * 1000
             as_of, stale = now, False
-            _save_snapshot(services, shop_id, shopper.customer_id, reading, now)
+            _save_snapshot(services, ctx.shop_id, shopper.customer_id, reading, now)
         except NotRegistered:
             raise
         except (SmaregiError, FutureTimeout) as exc:
             timed_out = isinstance(exc, (SmaregiTimeout, ContractPaused, FutureTimeout))
-            log.warning("balance.pos_failed", extra={"shop_id": shop_id, "error": type(exc).__name__,
+            log.warning("balance.pos_failed", extra={"shop_id": ctx.shop_id, "error": type(exc).__name__,
                                                      "status": getattr(exc, "status", None)})
             if snapshot is None or now - snapshot.fetched_at > STALE_MAX:
                 raise (PosTimeout() if timed_out else PosUnavailable()) from None
             reading, as_of, stale = snapshot.reading, snapshot.fetched_at, True
             pos_ms = (time.monotonic() - pos_started) * 1000
-    return BalanceView(_shape(services, settings, shop_id, shopper, reading, as_of, stale, locale), pos_ms)
+    return BalanceView(_shape(ctx, reading, as_of, stale, locale), pos_ms)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything the balance needs from our database, read in one transaction."""
+
+    shop_id: int
+    customer_id: int
+    settings: EffectiveSettings
+    snapshot: BalanceSnapshot | None
+    linked: Member | None
+    converted_today: int
+    our_transactions: set[str]
+
+
+def _context(services: Services, shopper: Shopper) -> _Context:
+    with services.db.transaction() as session:
+        shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
+        customer = shopper.customer_id
+        ours = session.scalars(select(Conversion.smaregi_transaction_ids).where(
+            Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer,
+            Conversion.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+        return _Context(shop_id, customer, settings, session.get(BalanceSnapshot, (shop_id, customer)),
+                        linked_member(session, settings.contract_id, shop_id, customer),
+                        converted_today(session, shop_id, customer, settings),
+                        {str(t) for ids in ours if ids for t in ids})
 
 
 def forget_snapshot(services: Services, shop_id: int, customer_id: int) -> None:
@@ -84,23 +110,23 @@ def forget_snapshot(services: Services, shop_id: int, customer_id: int) -> None:
                                                       BalanceSnapshot.shopify_customer_id == customer_id))
 
 
-def _read_live(services: Services, settings: EffectiveSettings, shop_id: int, customer_id: int) -> dict[str, Any]:
+def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     deadline = time.monotonic() + POS_BUDGET_S
-    client = services.smaregi.contract(settings.contract_id)
-    member = find_member(services.db, client, shop_id, customer_id, deadline)
+    client = services.smaregi.contract(ctx.settings.contract_id)
+    member = find_member(services.db, client, ctx.shop_id, ctx.customer_id, deadline, ctx.linked)
     now = utcnow()
     points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
     history = _pool.submit(client.list_transactions, customer_code=member.code,
                            updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
-    remaining = lambda: max(0.0, deadline - time.monotonic()) + 0.05  # noqa: E731
+    def remaining():
+        return max(0.0, deadline - time.monotonic()) + 0.05
     balance: PointBalance | None = points.result(timeout=remaining())
     transactions = history.result(timeout=remaining())
-    ours = _our_transaction_ids(services, shop_id, customer_id)
     return {
         "member": {"code": member.code, "rank": member.rank},
         "points": {"balance": balance.points if balance else 0,
                    "expires_on": balance.expires_on.isoformat() if balance and balance.expires_on else None},
-        "history": _movements(transactions, ours, settings),
+        "history": _movements(transactions, ctx.our_transactions, ctx.settings),
     }
 
 
@@ -130,12 +156,11 @@ def _movements(transactions: list[dict[str, Any]], ours: set[str], settings: Eff
     return out
 
 
-def _shape(services: Services, settings: EffectiveSettings, shop_id: int, shopper: Shopper,
-           reading: dict[str, Any], as_of: datetime, stale: bool, locale: str) -> dict[str, Any]:
+def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool, locale: str) -> dict[str, Any]:
     lang = "ja" if locale.lower().startswith("ja") else "en"
+    settings = ctx.settings
     rank = reading["member"].get("rank")
     labels = (settings.rank_labels.get(rank) or {}) if rank else {}
-    converted = points_converted_today(services.db, shop_id, shopper.customer_id, settings)
     return {
         "member": {"code": reading["member"]["code"], "rank": rank,
                    "rank_label": labels.get(lang) or labels.get("en") or labels.get("ja") or rank},
@@ -144,16 +169,11 @@ def _shape(services: Services, settings: EffectiveSettings, shop_id: int, shoppe
                     for m in reading["history"]],
         "conversion": {"unit": settings.points_unit, "minimum": settings.points_minimum,
                        "daily_limit": settings.points_daily_limit,
-                       "remaining_today": max(0, settings.points_daily_limit - converted),
+                       "remaining_today": max(0, settings.points_daily_limit - ctx.converted_today),
                        "yen_per_point": settings.yen_per_point},
         "as_of": as_of.astimezone(settings.timezone).isoformat(timespec="seconds"),
         "stale": stale,
     }
-
-
-def _snapshot(services: Services, shop_id: int, customer_id: int) -> BalanceSnapshot | None:
-    with services.db.transaction() as session:
-        return session.get(BalanceSnapshot, (shop_id, customer_id))
 
 
 def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: dict, at: datetime) -> None:
@@ -164,14 +184,6 @@ def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: 
         session.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
                                                    set_={"reading": stmt.excluded.reading,
                                                          "fetched_at": stmt.excluded.fetched_at}))
-
-
-def _our_transaction_ids(services: Services, shop_id: int, customer_id: int) -> set[str]:
-    with services.db.transaction() as session:
-        rows = session.scalars(select(Conversion.smaregi_transaction_ids).where(
-            Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer_id,
-            Conversion.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
-    return {str(t) for ids in rows if ids for t in ids}
 
 
 def _parse(value: Any) -> datetime | None:

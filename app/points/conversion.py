@@ -11,7 +11,8 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time as day_time, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
+from datetime import time as day_time
 from typing import Any
 
 from sqlalchemy import select

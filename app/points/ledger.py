@@ -11,7 +11,7 @@ from ..models import Conversion, utcnow
 from ..settings import EffectiveSettings
 
 IN_FLIGHT = ("reserved", "code_created", "deducting", "deducted", "compensating")
-COUNTS_TOWARD_LIMIT = IN_FLIGHT + ("completed",)
+COUNTS_TOWARD_LIMIT = (*IN_FLIGHT, "completed")
 
 
 def shop_today(settings: EffectiveSettings) -> date:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db import Database, insert_ignoring_conflict
@@ -30,29 +31,40 @@ class Member:
 
 def shop_and_settings(db: Database, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
     with db.transaction() as session:
+        return shop_and_settings_in(session, config, shop_domain)
+
+
+def shop_and_settings_in(session: Session, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
+    shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
+    if shop is None:
+        insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
+                                                 "updated_at": utcnow()}, ["domain"])
         shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
-        if shop is None:
-            insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
-                                                     "updated_at": utcnow()}, ["domain"])
-            shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
-        settings = effective_settings(session, shop, config)
+    settings = effective_settings(session, shop, config)
     if settings.contract_id is None:
         raise PosUnavailable("This store has not connected its point system yet.")
     return shop.id, settings
 
 
-def find_member(db: Database, client: SmaregiClient, shop_id: int, customer_id: int,
-                deadline: float) -> Member:
+def linked_member(session: Session, contract_id: str, shop_id: int, customer_id: int) -> Member | None:
+    """The member our sync linked to this customer, if any (no call to Smaregi)."""
+    row = session.execute(
+        select(MemberLink.smaregi_customer_id, MemberLink.member_code, DirectoryMember.rank)
+        .outerjoin(DirectoryMember, (DirectoryMember.contract_id == contract_id)
+                   & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
+        .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
+               MemberLink.smaregi_customer_id.is_not(None), MemberLink.state != "conflict")).first()
+    return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank) if row else None
+
+
+def find_member(db: Database, client: SmaregiClient, shop_id: int, customer_id: int, deadline: float,
+                linked: Member | None = None) -> Member:
     """Our link first (no call); else the member whose code is the Shopify id (one read)."""
-    with db.transaction() as session:
-        row = session.execute(
-            select(MemberLink.smaregi_customer_id, MemberLink.member_code, DirectoryMember.rank)
-            .outerjoin(DirectoryMember, (DirectoryMember.contract_id == client.contract_id)
-                       & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
-            .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
-                   MemberLink.smaregi_customer_id.is_not(None), MemberLink.state != "conflict")).first()
-    if row is not None:
-        return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank)
+    if linked is None:
+        with db.transaction() as session:
+            linked = linked_member(session, client.contract_id, shop_id, customer_id)
+    if linked is not None:
+        return linked
     found = client.find_customer_by_code(str(customer_id), deadline=deadline)
     if found is None or found.get("status") in ("3", "4"):
         raise NotRegistered()

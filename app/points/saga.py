@@ -298,6 +298,6 @@ def sweep(services: Services, limit: int = 20) -> int:
             saga.sweep_one(conversion_id)
         except LostRace:
             pass
-        except Exception:  # noqa: BLE001 - one conversion's trouble must not stop the sweep
+        except Exception:
             log.exception("conversion.sweep_failed", extra={"conversion_id": conversion_id})
     return len(ids)

@@ -7,9 +7,9 @@ Nothing from a request is read before its verification passed.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from shopify_app import ShopifyApp

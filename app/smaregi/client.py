@@ -126,7 +126,7 @@ class Smaregi:
         self.http.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
         self.tokens = ContractTokens(db, cipher, self._fetch_token, self._reserve_token_slot)
 
-    def contract(self, contract_id: str) -> "SmaregiClient":
+    def contract(self, contract_id: str) -> SmaregiClient:
         return SmaregiClient(self, contract_id)
 
     def _reserve_token_slot(self, contract_id: str, deadline: float) -> None:

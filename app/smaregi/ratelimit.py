@@ -38,18 +38,18 @@ class RateLimiter:
         limit = self.limits[kind]
         while True:
             now = self.clock()
-            pause = self._paused_for(contract_id, now)
             second = int(now)
             if now - second > 1 - EDGE_GUARD_S:
                 second += 1
-            wait = max(pause, second - now)
-            if pause <= 0 and self._take(contract_id, kind, second) <= limit:
-                if wait > 0:
-                    self._wait(wait, deadline)
+            pause, used = self._take(contract_id, kind, second, now)
+            if pause > 0:
+                self._wait(pause + random.uniform(0, 0.01), deadline)
+                continue
+            if used <= limit:
+                if second > now:
+                    self._wait(second - now, deadline)
                 return
-            if pause <= 0:
-                wait = second + 1 - now  # this second is full: the next one
-            self._wait(wait + random.uniform(0, 0.01), deadline)
+            self._wait(second + 1 - now + random.uniform(0, 0.01), deadline)  # this second is full
 
     def pause(self, contract_id: str, seconds: float) -> None:
         """Smaregi said 429: every process stops sending to this contract for `seconds`."""
@@ -60,21 +60,19 @@ class RateLimiter:
                             .values(paused_until=until))
         log.warning("smaregi.contract_paused", extra={"contract_id": contract_id, "seconds": seconds})
 
-    def _paused_for(self, contract_id: str, now: float) -> float:
+    def _take(self, contract_id: str, kind: str, second: int, now: float) -> tuple[float, int]:
+        """One transaction: how long the contract is paused for, else our place in this second."""
         with self.db.transaction() as session:
             until = session.scalar(select(SmaregiContract.paused_until)
                                    .where(SmaregiContract.contract_id == contract_id))
-        if until is None:
-            return 0.0
-        return max(0.0, until.timestamp() - now)
-
-    def _take(self, contract_id: str, kind: str, second: int) -> int:
-        with self.db.transaction() as session:
+            pause = max(0.0, until.timestamp() - now) if until is not None else 0.0
+            if pause > 0:
+                return pause, 0
             insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
             stmt = insert(RateSlot).values(contract_id=contract_id, kind=kind, second=second, used=1)
             stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
                                               set_={"used": RateSlot.used + 1}).returning(RateSlot.used)
-            return session.execute(stmt).scalar_one()
+            return 0.0, session.execute(stmt).scalar_one()
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None and time.monotonic() + seconds > deadline:

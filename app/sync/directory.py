@@ -42,9 +42,10 @@ def _parse(value: Any) -> datetime | None:
 def remember(session: Session, contract_id: str, member: dict[str, Any]) -> None:
     """Upsert one member as Smaregi returned it (after our own write, or from a list page)."""
     values = {"contract_id": contract_id, "smaregi_customer_id": str(member["customerId"]),
-              "customer_code": member.get("customerCode"), "email_normalized": normalize_email(member.get("mailAddress")),
-              "status": member.get("status"), "rank": member.get("rank"), "smaregi_updated_at": _parse(member.get("updDateTime")),
-              "refreshed_at": utcnow()}
+              "customer_code": member.get("customerCode"),
+              "email_normalized": normalize_email(member.get("mailAddress")),
+              "status": member.get("status"), "rank": member.get("rank"),
+              "smaregi_updated_at": _parse(member.get("updDateTime")), "refreshed_at": utcnow()}
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     stmt = insert(DirectoryMember).values(**values)
     stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "smaregi_customer_id"],

@@ -112,7 +112,7 @@ def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dic
     return "queued" if row.state == "pending" else "paused"
 
 
-def _shop(conn: Connection, statements: "_Statements", domain: str):
+def _shop(conn: Connection, statements: _Statements, domain: str):
     row = conn.execute(statements.shop, {"domain": domain}).first()
     if row is None:
         # A shop can send webhooks before anyone opened App Home: record it, sync when a contract applies.

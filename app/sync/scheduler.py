@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Callable
 
 from sqlalchemy import delete, or_, select, update
 
@@ -43,7 +43,7 @@ def refresh_directories(services: Services) -> float:
                 again = 1  # keep going soon: new customers with an e-mail wait for it
             else:
                 directory.refresh_window(services.db, client, deadline=time.monotonic() + 120)
-        except Exception as exc:  # noqa: BLE001 - one contract's trouble must not stop the others
+        except Exception as exc:
             log.warning("directory.failed", extra={"contract_id": contract_id, "error": type(exc).__name__})
             again = min(again, 60)
     return again
@@ -96,7 +96,7 @@ def run_due(services: Services, owner: str) -> list[str]:
         error = None
         try:
             again = job(services)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("scheduler.job_failed", extra={"job": name, "worker": owner})
             again, error = 60, type(exc).__name__
         release(services, name, again, error)

@@ -114,7 +114,7 @@ class Worker:
             queue.conflict(self.s.db, job, self.name, exc.candidates)
             log.warning("sync.conflict", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
             return
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded on the link
+        except Exception as exc:
             failure = describe(exc)
             queue.fail(self.s.db, job, self.name, failure)
             log.warning("sync.failed", extra={"link_id": job.link_id, "error": type(exc).__name__,
