@@ -9,7 +9,8 @@ import sys
 from app.config import ConfigError, load_config
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("WEB_THREADS", "8"))
+# Balance and conversion requests mostly wait on Smaregi and Shopify: many threads, few processes.
+threads = int(os.environ.get("WEB_THREADS", "32"))
 worker_class = "gthread"
 timeout = 30
 graceful_timeout = 20

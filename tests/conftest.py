@@ -58,6 +58,16 @@ def pytest_sessionstart(session):
         pytest.exit(f"CI requires PostgreSQL at {_pg_server_url()} and it is unreachable ({reason})", returncode=3)
 
 
+@pytest.fixture(autouse=True)
+def fresh_settings_cache():
+    """Each test starts with no cached shop settings (a new "process")."""
+    from app.points.member import forget_settings
+
+    forget_settings()
+    yield
+    forget_settings()
+
+
 @pytest.fixture(scope="session")
 def pg_server_url(request) -> Iterator[str]:
     reason = request.config._pg_unreachable

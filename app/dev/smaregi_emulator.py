@@ -514,6 +514,11 @@ class SmaregiEmulator:
             em.reset_stats()
             return jsonify({})
 
+        @app.post("/_emulator/<contract_id>/members")
+        def seed_members(contract_id: str):
+            created = [em.add_member(contract_id, **m) for m in request.get_json(force=True)]
+            return jsonify([m["customerId"] for m in created])
+
         @app.get("/_emulator/<contract_id>/members")
         def members(contract_id: str):
             with em.lock:

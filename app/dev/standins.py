@@ -34,10 +34,12 @@ def main() -> None:
     parser.add_argument("--smaregi-port", type=int, required=True)
     parser.add_argument("--shopify-port", type=int, required=True)
     parser.add_argument("--no-seed", action="store_true")
+    parser.add_argument("--reads-per-s", type=int)
+    parser.add_argument("--writes-per-s", type=int)
     args = parser.parse_args()
     config = load_config()
     configure_logging(config.log_level)
-    smaregi, shopify = build(config)
+    smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
     if not args.no_seed:
         seed(smaregi, shopify, config.smaregi_contract_id)
     serve(smaregi.create_app(), args.smaregi_port)

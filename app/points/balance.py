@@ -41,7 +41,7 @@ LABELS = {
     "expiry": {"en": "Expired", "ja": "ポイント失効"},
 }
 
-_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pos-read")
+_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pos-read")  # two reads per waiting request
 
 
 @dataclass(frozen=True)

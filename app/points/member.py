@@ -1,6 +1,7 @@
 """Who the shopper is at the register: the Smaregi member behind a verified Shopify customer."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -34,16 +35,33 @@ def shop_and_settings(db: Database, config: Config, shop_domain: str) -> tuple[i
         return shop_and_settings_in(session, config, shop_domain)
 
 
+SETTINGS_TTL_S = 10.0  # shopper paths read settings on every request; merchant edits apply within this
+_settings_cache: dict[str, tuple[float, int, EffectiveSettings]] = {}
+
+
 def shop_and_settings_in(session: Session, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
-    shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
-    if shop is None:
-        insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
-                                                 "updated_at": utcnow()}, ["domain"])
+    cached = _settings_cache.get(shop_domain)
+    if cached and cached[0] > time.monotonic():
+        shop_id, settings = cached[1], cached[2]
+    else:
         shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
-    settings = effective_settings(session, shop, config)
+        if shop is None:
+            insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
+                                                     "updated_at": utcnow()}, ["domain"])
+            shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
+        shop_id, settings = shop.id, effective_settings(session, shop, config)
+        _settings_cache[shop_domain] = (time.monotonic() + SETTINGS_TTL_S, shop_id, settings)
     if settings.contract_id is None:
         raise PosUnavailable("This store has not connected its point system yet.")
-    return shop.id, settings
+    return shop_id, settings
+
+
+def forget_settings(shop_domain: str | None = None) -> None:
+    """After the merchant saved settings (or in tests): read them again on the next request."""
+    if shop_domain is None:
+        _settings_cache.clear()
+    else:
+        _settings_cache.pop(shop_domain, None)
 
 
 def linked_member(session: Session, contract_id: str, shop_id: int, customer_id: int) -> Member | None:
