@@ -12,7 +12,6 @@ import uuid
 from contextlib import ExitStack
 
 from _harness import dev_config, env, fresh_database, serve_in_thread, worker
-
 from app.config import load_config, normalize_database_url
 from app.dev.smaregi_emulator import SmaregiEmulator
 from app.services import Services

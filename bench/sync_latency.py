@@ -12,8 +12,8 @@ import time
 import uuid
 
 import requests
-from _harness import dev_config, env, free_port, fresh_database, serve_in_thread, summary, web, worker
 
+from _harness import dev_config, env, free_port, fresh_database, serve_in_thread, summary, web, worker
 from app.dev.signing import webhook_hmac
 from app.dev.smaregi_emulator import SmaregiEmulator
 

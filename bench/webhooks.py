@@ -13,8 +13,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from _harness import dev_config, env, free_port, fresh_database, summary, tree_peak_rss_mb, web
 
+from _harness import dev_config, env, free_port, fresh_database, summary, tree_peak_rss_mb, web
 from app.dev.signing import webhook_hmac
 
 
