@@ -3,6 +3,7 @@
 
     python3 dev.py run     # web + worker + Smaregi/Shopify stand-ins + dev storefront, on SQLite
     python3 dev.py test    # the test suite (Postgres tests run when Postgres answers)
+    python3 dev.py serve   # web + worker only, for `shopify app dev` (real Shopify, your settings)
 
 Both create `.venv/` from `requirements.lock` on first use (and again whenever the lock changes),
 so nobody activates a virtualenv or installs a package by hand. Standard library only: this file
@@ -55,7 +56,7 @@ def _quiet(command: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "setup"}:
+    if not argv or argv[0] not in {"run", "test", "setup", "serve"}:
         print(__doc__.strip())
         return 2
     python = ensure_venv()
@@ -66,6 +67,8 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *rest])
     env = {**os.environ, "POINTBRIDGE_ENV": os.environ.get("POINTBRIDGE_ENV", "development")}
+    if command == "serve":
+        return subprocess.call([str(python), "-m", "app.dev.run", "--no-stand-ins", *rest], env=env)
     return subprocess.call([str(python), "-m", "app.dev.run", *rest], env=env)
 
 

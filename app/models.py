@@ -162,6 +162,7 @@ class MemberLink(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     event_received_at: Mapped[datetime | None]  # first unsynced event, for webhook→POS latency
     synced_at: Mapped[datetime | None]
+    last_latency_ms: Mapped[int | None]  # webhook received → member written, for the dashboard
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -271,3 +272,16 @@ class ScheduledJob(Base):
     leased_until: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DataRequest(Base):
+    """A customers/data_request: what we hold about the customer, kept for the merchant to fetch."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    export: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -66,7 +66,10 @@ def _send_customer_webhooks(web: str, config) -> None:
         urllib.request.urlopen(request, timeout=10)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    stand_ins = "--no-stand-ins" not in (argv if argv is not None else sys.argv[1:])
+    if not stand_ins:
+        return _serve()
     env = _env()
     os.environ.update(env)
     config = load_config()
@@ -113,6 +116,28 @@ def main() -> int:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def _serve() -> int:
+    """For `shopify app dev`: the web process and the worker against real Shopify and Smaregi."""
+    config = load_config()
+    migrate.upgrade(config.database_url)
+    py = sys.executable
+    procs = [subprocess.Popen([py, "-m", "gunicorn", "--bind", f"0.0.0.0:{config.port}", "-c",
+                               "python:app.gunicorn_conf", "app:create_app()"]),
+             subprocess.Popen([py, "-m", "app.cli", "worker"])]
+    try:
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(10)
 
 
 if __name__ == "__main__":

@@ -188,14 +188,15 @@ class ShopifyEmulator:
             return {"discountCodeDelete": {"deletedCodeDiscountId": gid if found else None,
                                            "userErrors": [] if found else [
                                                {"field": ["id"], "code": "NOT_FOUND", "message": "not found"}]}}
-        if "discountCodeDeactivate" in query:
-            gid = arg("discountCodeDeactivate", "id")
-            d = s.discounts.get(gid)
-            if d:
-                d["status"] = "EXPIRED"
-            return {"discountCodeDeactivate": {"codeDiscountNode": {"id": gid} if d else None,
-                                               "userErrors": [] if d else [
-                                                   {"field": ["id"], "code": "NOT_FOUND", "message": "not found"}]}}
+        for mutation, status in (("discountCodeDeactivate", "EXPIRED"), ("discountCodeActivate", "ACTIVE")):
+            if mutation in query:
+                gid = arg(mutation, "id")
+                d = s.discounts.get(gid)
+                if d:
+                    d["status"] = status
+                return {mutation: {"codeDiscountNode": {"id": gid} if d else None,
+                                   "userErrors": [] if d else [
+                                       {"field": ["id"], "code": "NOT_FOUND", "message": "not found"}]}}
         if "codeDiscountNodeByCode" in query:
             code = arg("codeDiscountNodeByCode", "code")
             d = next((d for d in s.discounts.values() if d["code"] == code), None)

@@ -71,6 +71,21 @@ class Saga:
             raise SHOPPER_ERRORS.get(c.error_code or "", e.PosUnavailable)()
         raise e.PosTimeout()  # undecided: the sweeper will finish or compensate it
 
+    def resolve_review(self, conversion_id: str, points_were_deducted: bool) -> Conversion:
+        """A person checked the POS. Deducted: the code is the customer's again. Not deducted: it goes."""
+        c = self._load(conversion_id)
+        shop = self._shop_domain(c)
+        if points_were_deducted:
+            if c.discount_id:
+                self.discounts.activate(shop, c.discount_id)
+            c = self._advance(c, "needs_review", status="completed", error_code=None,
+                              error_message="Confirmed in the POS by the merchant.")
+            forget_snapshot(self.s, c.shop_id, c.shopify_customer_id)
+            return self._record_coupon(c, shop)
+        c = self._advance(c, "needs_review", status="compensating", error_code="pos_timeout",
+                          error_message="Not deducted in the POS (checked by the merchant).")
+        return self._compensate(c, shop)
+
     def sweep_one(self, conversion_id: str) -> Conversion:
         return self._drive(self._load(conversion_id), in_request=False)
 

@@ -29,6 +29,10 @@ DELETE = """
 mutation PointbridgeDeleteCode($id: ID!) {
   discountCodeDelete(id: $id) { deletedCodeDiscountId userErrors { field code message } }
 }"""
+ACTIVATE = """
+mutation PointbridgeActivateCode($id: ID!) {
+  discountCodeActivate(id: $id) { codeDiscountNode { id } userErrors { field code message } }
+}"""
 DEACTIVATE = """
 mutation PointbridgeDeactivateCode($id: ID!) {
   discountCodeDeactivate(id: $id) { codeDiscountNode { id } userErrors { field code message } }
@@ -88,6 +92,11 @@ class Discounts:
         errors = [e for e in user_errors(payload) if e.get("code") != "NOT_FOUND"]  # already gone is fine
         if errors:
             raise ShopifyRejected("delete_rejected", errors)
+
+    def activate(self, shop: str, discount_id: str) -> None:
+        payload = self.admin.graphql(shop, ACTIVATE, {"id": discount_id}).get("discountCodeActivate") or {}
+        if user_errors(payload):
+            raise ShopifyRejected("activate_rejected", user_errors(payload))
 
     def deactivate(self, shop: str, discount_id: str) -> None:
         payload = self.admin.graphql(shop, DEACTIVATE, {"id": discount_id}).get("discountCodeDeactivate") or {}

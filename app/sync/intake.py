@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import bindparam, case, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
+from .. import privacy
 from ..config import Config
 from ..db import Database
 from ..models import MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
@@ -25,6 +27,8 @@ from .mapping import customer_state, fingerprint
 log = logging.getLogger(__name__)
 
 CUSTOMER_TOPICS = {"customers/create", "customers/update"}
+PRIVACY_TOPICS = {"customers/data_request", "customers/redact"}
+LIFECYCLE_TOPICS = PRIVACY_TOPICS | {"app/uninstalled", "shop/redact"}
 NOTIFY_CHANNEL = "pointbridge_sync"
 
 
@@ -65,6 +69,10 @@ def validate(topic: str, payload: Any) -> None:
         parse_time(payload.get("updated_at"))
         if payload.get("default_address") is not None and not isinstance(payload["default_address"], dict):
             raise MalformedPayload("default_address is not an object")
+    if topic in PRIVACY_TOPICS:
+        customer = payload.get("customer")
+        if not isinstance(customer, dict) or not isinstance(customer.get("id"), int) or isinstance(customer["id"], bool):
+            raise MalformedPayload("customer.id missing or not an integer")
 
 
 def record(db: Database, config: Config, delivery: Delivery) -> str:
@@ -85,11 +93,26 @@ def record(db: Database, config: Config, delivery: Delivery) -> str:
             outcome = record_customer(conn, shop.id, syncable, delivery.payload)
             if outcome == "queued" and statements.notify is not None:
                 conn.execute(statements.notify)  # delivered at commit
+        elif delivery.topic in LIFECYCLE_TOPICS:
+            outcome = _lifecycle(session, delivery)
         else:
             outcome = "ignored"
     log.info("webhook.recorded", extra={"shop": delivery.shop_domain, "topic": delivery.topic,
                                         "webhook_id": delivery.webhook_id, "outcome": outcome})
     return outcome
+
+
+def _lifecycle(session: Session, delivery: Delivery) -> str:
+    if delivery.topic == "shop/redact":
+        return privacy.redact_shop(session, delivery.shop_domain)
+    shop = session.scalar(select(Shop).where(Shop.domain == delivery.shop_domain))
+    if shop is None:
+        return "unknown_shop"  # nothing of theirs is stored
+    if delivery.topic == "app/uninstalled":
+        return privacy.uninstalled(session, shop)
+    if delivery.topic == "customers/data_request":
+        return privacy.data_request(session, shop, delivery.payload)
+    return privacy.redact_customer(session, shop, delivery.payload)
 
 
 def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dict[str, Any]) -> str:

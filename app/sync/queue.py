@@ -95,6 +95,8 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
         link.attempts, link.last_error, link.conflict_candidates = 0, None, None
         link.leased_until = link.lease_owner = None
         if still_current:
+            if link.event_received_at is not None:
+                link.last_latency_ms = int((now - link.event_received_at).total_seconds() * 1000)
             link.state, link.synced_at, link.event_received_at = "synced", now, None
         # else: a newer state arrived while we worked; the row stays pending and due.
         return True

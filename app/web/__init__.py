@@ -11,9 +11,10 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import app_home, health, proxy, webhooks
+    from . import admin, app_home, health, proxy, webhooks
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(proxy.bp)
     app.register_blueprint(app_home.bp)
     app.register_blueprint(webhooks.bp)

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, render_template, request
 from ..shopify.tokens import TokenExchangeFailed
 from ..shopify.verify import InvalidSignature
 from . import services
+from .admin_text import texts
 
 bp = Blueprint("app_home", __name__)
 
@@ -34,7 +35,10 @@ def app_home():
         s.shop_tokens.ensure_installed(verified.shop_domain, verified.id_token, verified.invalid_token_response)
     except TokenExchangeFailed as exc:
         return _as_response(exc.response)
-    html = render_template("app_home.html", api_key=s.config.shopify_api_key, shop=verified.shop_domain)
+    lang, t = texts(request.args.get("locale"))
+    boot = {"lang": lang, "t": t, "id_token": request.args.get("id_token", "")}
+    html = render_template("app_home.html", api_key=s.config.shopify_api_key, shop=verified.shop_domain,
+                           lang=lang, t=t, boot=boot)
     return Response(html, headers=verified.headers)
 
 

@@ -1,0 +1,261 @@
+"""What the merchant sees and changes in the embedded admin. Every function takes the shop from a
+verified session token; no query here can reach another shop's rows."""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import String, cast, func, or_, select
+
+from .models import Conversion, DataRequest, MemberLink, Shop, ShopSettings, SmaregiContract, utcnow
+from .points.ledger import shop_today
+from .points.member import forget_settings
+from .services import Services
+from .settings import effective_settings
+from .smaregi.errors import SmaregiBadRequest, SmaregiError, SmaregiForbidden, SmaregiNotFound, SmaregiUnauthorized
+from .sync import operations, scheduler
+
+CONTRACT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+class SettingsInvalid(Exception):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("invalid settings")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class AdminShop:
+    shop_id: int
+    domain: str
+
+
+def admin_shop(services: Services, domain: str) -> AdminShop:
+    with services.db.transaction() as session:
+        shop_id = session.scalar(select(Shop.id).where(Shop.domain == domain))
+        if shop_id is None:
+            session.add(Shop(domain=domain))
+            session.flush()
+            shop_id = session.scalar(select(Shop.id).where(Shop.domain == domain))
+    return AdminShop(shop_id, domain)
+
+
+# -- settings --------------------------------------------------------------------------------------------
+def get_settings(services: Services, shop: AdminShop) -> dict[str, Any]:
+    with services.db.transaction() as session:
+        row = session.get(Shop, shop.shop_id)
+        effective = effective_settings(session, row, services.config)
+        own = session.get(ShopSettings, shop.shop_id)
+    return {
+        "smaregi_contract_id": row.smaregi_contract_id or "",
+        "default_contract_id": services.config.smaregi_contract_id or "",
+        "yen_per_point": effective.yen_per_point, "points_unit": effective.points_unit,
+        "points_minimum": effective.points_minimum, "points_daily_limit": effective.points_daily_limit,
+        "coupon_valid_days": effective.coupon_valid_days, "rank_labels": effective.rank_labels,
+        "blank_name_placeholder": effective.blank_name_placeholder,
+        "keep_store_member_codes": effective.keep_store_member_codes,
+        "sync_enabled": own.sync_enabled if own else True,
+        "sync_enabled_globally": services.config.smaregi_sync_enabled,
+    }
+
+
+def _int(errors: dict, data: dict, name: str, low: int, high: int) -> int | None:
+    value = data.get(name)
+    if not isinstance(value, int) or isinstance(value, bool):
+        errors[name] = "Enter a whole number."
+        return None
+    if not low <= value <= high:
+        errors[name] = f"Enter a number from {low:,} to {high:,}."
+        return None
+    return value
+
+
+def save_settings(services: Services, shop: AdminShop, data: dict[str, Any]) -> dict[str, Any]:
+    """Validate everything first; save nothing unless all of it is valid."""
+    if not isinstance(data, dict):
+        raise SettingsInvalid({"_": "Send the settings as a JSON object."})
+    errors: dict[str, str] = {}
+    contract = str(data.get("smaregi_contract_id") or "").strip()
+    if contract and not CONTRACT_ID.fullmatch(contract):
+        errors["smaregi_contract_id"] = "A Smaregi contract ID has only letters, digits and _ (e.g. sb_abc123)."
+    yen = _int(errors, data, "yen_per_point", 1, 10_000)
+    unit = _int(errors, data, "points_unit", 1, 100_000)
+    minimum = _int(errors, data, "points_minimum", 1, 1_000_000)
+    daily = _int(errors, data, "points_daily_limit", 1, 100_000_000)
+    days = _int(errors, data, "coupon_valid_days", 1, 365)
+    if unit and minimum and minimum % unit:
+        errors["points_minimum"] = f"The minimum must be a multiple of the unit ({unit:,})."
+    if minimum and daily and daily < minimum:
+        errors["points_daily_limit"] = "The daily limit cannot be below the minimum."
+    placeholder = data.get("blank_name_placeholder")
+    if not isinstance(placeholder, str) or not 1 <= len(placeholder.strip()) <= 85:
+        errors["blank_name_placeholder"] = "Enter 1 to 85 characters (Smaregi requires a name)."
+    labels = data.get("rank_labels") or {}
+    if not isinstance(labels, dict) or any(
+            not isinstance(k, str) or not 1 <= len(k) <= 20 or not isinstance(v, dict)
+            or any(lang not in ("ja", "en") or not isinstance(t, str) or len(t) > 40 for lang, t in v.items())
+            for k, v in labels.items()):
+        errors["rank_labels"] = "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en."
+    for flag in ("keep_store_member_codes", "sync_enabled"):
+        if not isinstance(data.get(flag), bool):
+            errors[flag] = "Choose on or off."
+    if errors:
+        raise SettingsInvalid(errors)
+    with services.db.transaction() as session:
+        row = session.get(Shop, shop.shop_id)
+        contract_changed = (row.smaregi_contract_id or "") != contract
+        row.smaregi_contract_id = contract or None
+        own = session.get(ShopSettings, shop.shop_id) or ShopSettings(shop_id=shop.shop_id)
+        own.yen_per_point, own.points_unit, own.points_minimum = yen, unit, minimum
+        own.points_daily_limit, own.coupon_valid_days = daily, days
+        own.rank_labels = {k: {lang: t.strip() for lang, t in v.items() if t.strip()} for k, v in labels.items()}
+        own.blank_name_placeholder = placeholder.strip()
+        own.keep_store_member_codes, own.sync_enabled = data["keep_store_member_codes"], data["sync_enabled"]
+        session.add(own)
+    forget_settings(shop.domain)
+    if contract_changed:
+        scheduler.schedule_now(services, "member_directory")  # first import for the new contract
+    return get_settings(services, shop)
+
+
+# -- Smaregi connection --------------------------------------------------------------------------------------
+def test_connection(services: Services, shop: AdminShop) -> dict[str, Any]:
+    """Each check in plain words, so the merchant knows what to fix."""
+    settings = get_settings(services, shop)
+    contract = settings["smaregi_contract_id"] or settings["default_contract_id"]
+    if not contract:
+        return {"ok": False, "checks": [{"name": "contract", "ok": False,
+                                         "message": "Enter your Smaregi contract ID (契約ID) first."}]}
+    client = services.smaregi.contract(contract)
+    deadline = time.monotonic() + 10
+    checks: list[dict[str, Any]] = []
+
+    def check(name: str, call, ok_message: str) -> Any:
+        try:
+            result = call()
+        except SmaregiUnauthorized:
+            message = "Smaregi refused the app's client ID or secret (SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET)."
+        except SmaregiNotFound:
+            message = f"Smaregi does not know the contract ID {contract}. Check it in Smaregi's admin (契約ID)."
+        except SmaregiForbidden:
+            message = ("Smaregi refused access to members and points: the plan must be Premium Plus, Food Business "
+                       "or Retail Business, and the app needs the pos.customers scopes approved.")
+        except SmaregiBadRequest as exc:
+            message = f"Smaregi refused the request: {exc.detail or exc.title} (a scope may not be approved yet)."
+        except SmaregiError:
+            message = "Smaregi did not answer. Try again in a moment."
+        else:
+            checks.append({"name": name, "ok": True, "message": ok_message})
+            return result
+        checks.append({"name": name, "ok": False, "message": message})
+        return None
+
+    check("credentials", lambda: client.s.tokens.get(contract, deadline), "The app signed in to your contract.")
+    if checks[-1]["ok"]:
+        check("members", lambda: client.list_customers(limit=1, deadline=deadline),
+              "Members and points can be read.")
+    if checks[-1]["ok"]:
+        required = check("required_fields", lambda: client.required_columns(deadline=deadline),
+                         "Member fields checked.") or {}
+        unsupported = sorted(k for k, v in required.items() if v and k not in
+                             ("lastName", "firstName", "customerCode", "mailAddress", "phoneNumber", "postCode",
+                              "address"))
+        if unsupported:
+            checks[-1] = {"name": "required_fields", "ok": False,
+                          "message": "Smaregi requires fields Shopify does not have: " + ", ".join(unsupported)
+                                     + ". New online customers cannot become members until these are optional "
+                                       "(会員必須項目設定)."}
+    return {"ok": all(c["ok"] for c in checks), "contract_id": contract, "checks": checks}
+
+
+def directory_progress(services: Services, shop: AdminShop, start: bool = False) -> dict[str, Any]:
+    settings = get_settings(services, shop)
+    contract = settings["smaregi_contract_id"] or settings["default_contract_id"]
+    if start:
+        scheduler.schedule_now(services, "member_directory")
+    with services.db.transaction() as session:
+        row = session.get(SmaregiContract, contract) if contract else None
+        return {"contract_id": contract, "started": bool(row and row.directory_import_started_at),
+                "completed": bool(row and row.directory_import_completed_at),
+                "members_imported": row.directory_imported if row else 0}
+
+
+# -- dashboard -------------------------------------------------------------------------------------------------
+def dashboard(services: Services, shop: AdminShop) -> dict[str, Any]:
+    since = utcnow() - timedelta(hours=24)
+    with services.db.transaction() as session:
+        settings = effective_settings(session, session.get(Shop, shop.shop_id), services.config)
+        latencies = sorted(session.scalars(select(MemberLink.last_latency_ms).where(
+            MemberLink.shop_id == shop.shop_id, MemberLink.synced_at >= since,
+            MemberLink.last_latency_ms.is_not(None))).all())
+        today = session.execute(select(func.count(), func.coalesce(func.sum(Conversion.points), 0)).where(
+            Conversion.shop_id == shop.shop_id, Conversion.local_date == shop_today(settings),
+            Conversion.status == "completed")).one()
+        review = session.scalar(select(func.count()).select_from(Conversion).where(
+            Conversion.shop_id == shop.shop_id, Conversion.status == "needs_review"))
+
+    def pct(q: float) -> int | None:
+        return latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))] if latencies else None
+
+    return {"members": operations.status_counts(services.db, shop.shop_id),
+            "sync_latency_ms_24h": {"count": len(latencies), "p50": pct(0.5), "p95": pct(0.95)},
+            "conversions_today": {"count": today[0], "points": int(today[1])},
+            "needs_review": review, "directory": directory_progress(services, shop)}
+
+
+# -- failures and conflicts ---------------------------------------------------------------------------------------
+def problems(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
+    out = []
+    for p in operations.problems(services.db, shop.shop_id):
+        out.append({"link_id": p.link_id, "customer_id": p.shopify_customer_id, "state": p.state,
+                    "reason": p.last_error, "attempts": p.attempts, "last_tried_at": p.updated_at.isoformat(),
+                    "candidates": p.conflict_candidates or []})
+    return out
+
+
+def retry(services: Services, shop: AdminShop, link_ids: list[int] | None) -> int:
+    return operations.retry_failed(services.db, shop_id=shop.shop_id, link_ids=link_ids)
+
+
+def resolve_conflict(services: Services, shop: AdminShop, link_id: int, smaregi_customer_id: str) -> bool:
+    return operations.resolve_conflict(services.db, shop.shop_id, link_id, smaregi_customer_id)
+
+
+# -- conversions ------------------------------------------------------------------------------------------------------
+def conversions(services: Services, shop: AdminShop, query: str = "", status: str = "") -> list[dict[str, Any]]:
+    with services.db.transaction() as session:
+        stmt = select(Conversion).where(Conversion.shop_id == shop.shop_id)
+        if status:
+            stmt = stmt.where(Conversion.status == status)
+        if query:
+            like = f"%{query.strip()}%"
+            stmt = stmt.where(or_(Conversion.code.ilike(like),
+                                  cast(Conversion.shopify_customer_id, String).ilike(like)))
+        rows = session.scalars(stmt.order_by(Conversion.created_at.desc()).limit(200)).all()
+    return [{"id": c.id, "created_at": c.created_at.isoformat(), "customer_id": c.shopify_customer_id,
+             "points": c.points, "amount": c.amount, "currency": c.currency, "code": c.code, "status": c.status,
+             "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or []} for c in rows]
+
+
+def resolve_review(services: Services, shop: AdminShop, conversion_id: str, points_were_deducted: bool) -> bool:
+    from .points.saga import Saga
+
+    with services.db.transaction() as session:
+        owned = session.scalar(select(Conversion.id).where(Conversion.id == conversion_id,
+                                                           Conversion.shop_id == shop.shop_id,
+                                                           Conversion.status == "needs_review"))
+    if owned is None:
+        return False
+    Saga(services).resolve_review(conversion_id, points_were_deducted)
+    return True
+
+
+def data_requests(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
+    with services.db.transaction() as session:
+        rows = session.scalars(select(DataRequest).where(DataRequest.shop_id == shop.shop_id)
+                               .order_by(DataRequest.created_at.desc())).all()
+    return [{"id": r.id, "customer_id": r.shopify_customer_id, "request_id": r.request_id,
+             "created_at": r.created_at.isoformat(), "data": r.export} for r in rows]
