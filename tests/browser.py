@@ -87,6 +87,10 @@ class Browser:
             raise RuntimeError(result["exceptionDetails"].get("text", "script error"))
         return result["result"].get("value")
 
+    def before_scripts(self, source: str) -> None:
+        """Run `source` in every page before its own scripts (e.g. to stub App Bridge)."""
+        self.send("Page.addScriptToEvaluateOnNewDocument", {"source": source}, self.session)
+
     def open(self, url: str) -> None:
         self.send("Page.navigate", {"url": url}, self.session)
         self.wait_for("document.readyState === 'complete'")

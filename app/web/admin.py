@@ -17,6 +17,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 def authenticated(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
+        if not request.headers.get("Authorization"):  # a document URL's ?id_token= is not enough here
+            return jsonify({"error": {"code": "invalid_session", "message": "Bearer token required."}}), 401
         try:
             proof = services().verifier.app_home(request.method, dict(request.headers), request.url,
                                                  PATCH_ID_TOKEN_PATH)
@@ -25,8 +27,6 @@ def authenticated(view):
             return Response('{"error": {"code": "invalid_session", "message": "Session expired."}}',
                             status=401 if exc.status == 302 else exc.status, headers=exc.headers,
                             content_type="application/json")
-        if "authorization" not in {k.lower() for k in request.headers}:
-            return jsonify({"error": {"code": "invalid_session", "message": "Bearer token required."}}), 401
         return view(merchant.admin_shop(services(), proof.shop_domain), *args, **kwargs)
     return wrapper
 
