@@ -11,9 +11,10 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, app_home, health, proxy, webhooks
+    from . import admin, app_home, customer_account, health, proxy, webhooks
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(customer_account.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(proxy.bp)
     app.register_blueprint(app_home.bp)

@@ -1,0 +1,50 @@
+"""The shopper's endpoints: balance and conversions. Mounted twice — under the App Proxy and for
+the customer-account extension — with only the proof of identity differing."""
+from __future__ import annotations
+
+from typing import Callable
+
+from flask import Blueprint, Response, jsonify, request
+
+from ..points import conversion
+from ..points.balance import read_balance
+from ..points.errors import InvalidRequest
+from ..points.member import Shopper
+from . import errors, services
+
+
+def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[], Shopper],
+                      extra_headers: dict[str, str] | None = None) -> Blueprint:
+    bp = Blueprint(name, __name__, url_prefix=url_prefix)
+    errors.register(bp)
+
+    @bp.after_request
+    def headers(resp: Response) -> Response:
+        # Per-customer answers: never cached by Shopify, a CDN or the browser.
+        resp.headers["Cache-Control"] = "no-store, private"
+        resp.headers.update(extra_headers or {})
+        return resp
+
+    @bp.get("/balance")
+    def balance():
+        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "en"))
+        resp = jsonify(view.payload)
+        resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
+        return resp
+
+    @bp.post("/conversions")
+    def create_conversion():
+        shopper = verified_shopper()
+        # JSON only: a cross-site <form> can only send form encodings, so this also blocks CSRF.
+        if request.mimetype != "application/json":
+            raise InvalidRequest("Send a JSON body with points and idempotency_key.")
+        points, key = conversion.parse_request(request.get_json(silent=True))
+        result = conversion.convert(services(), shopper, points, key)
+        body = {"conversion": conversion.conversion_json(result.conversion, result.timezone)}
+        return jsonify(body), 201 if result.created else 200
+
+    @bp.get("/conversions")
+    def list_conversions():
+        return jsonify({"conversions": conversion.list_conversions(services(), verified_shopper())})
+
+    return bp
