@@ -2,7 +2,7 @@
 the customer-account extension — with only the proof of identity differing."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
