@@ -65,6 +65,7 @@ def test_token_exchange_and_refresh(wire):
         install(services)
         with services.db.transaction() as s:
             s.execute(update(Shop).values(access_token_expires_at=utcnow() + timedelta(seconds=30)))
+        services.shop_tokens.forget(SHOP)
         services.shop_tokens.access_token(SHOP)
     exchange, refresh = (json.loads(r.body) for r in c.requests)
     assert c.requests[0].uri == f"https://{SHOP}/admin/oauth/access_token"

@@ -287,6 +287,12 @@ class ShopifyEmulator:
                                 "metafields": [{"owner": k[0], "namespace": k[1], "key": k[2], **v}
                                                for k, v in s.metafields.items()]})
 
+        @app.post("/_emulator/<shop>/customers")
+        def seed_customers(shop: str):
+            for c in request.get_json(force=True):
+                self.add_customer(shop, int(c.pop("id")), **c)
+            return jsonify({"customers": len(self.shop(shop).customers)})
+
         @app.get("/_emulator/counts")
         def counts():
             return json.dumps(self.counts), 200, {"Content-Type": "application/json"}

@@ -8,6 +8,7 @@ from typing import Any
 
 from shopify_app import ShopifyApp
 
+from ..timing import add_external
 from .tokens import ShopTokens
 from .transport import admin_http_client
 
@@ -47,12 +48,13 @@ class AdminClient:
         """Run one query or mutation and return `data`. Raises ShopifyUnavailable / ShopifyRejected."""
         token = self.tokens.access_token(shop_domain)
         started = time.monotonic()
-        with admin_http_client(self.admin_base, timeout_s) as http:
-            # One retry at most on 429/5xx: callers hold a shopper's time budget.
-            result = self.app.admin_graphql_request(
-                query, shop=shop_domain.removesuffix(".myshopify.com"), access_token=token.token,
-                api_version=self.api_version, variables=variables, max_retries=1, http_client=http)
+        # One retry at most on 429/5xx: callers hold a shopper's time budget.
+        result = self.app.admin_graphql_request(
+            query, shop=shop_domain.removesuffix(".myshopify.com"), access_token=token.token,
+            api_version=self.api_version, variables=variables, max_retries=1,
+            http_client=admin_http_client(self.admin_base, timeout_s))
         elapsed_ms = round((time.monotonic() - started) * 1000)
+        add_external(elapsed_ms)
         if result.ok:
             cost = (result.extensions or {}).get("cost", {})
             log.debug("shopify.graphql", extra={"shop": shop_domain, "ms": elapsed_ms,
@@ -66,6 +68,8 @@ class AdminClient:
             if any((e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors):
                 raise ShopifyUnavailable("throttled")
             raise ShopifyRejected("graphql_errors", errors)
+        if status == 401:
+            self.tokens.forget(shop_domain)  # revoked (uninstalled elsewhere): read it again next time
         if status == 0:
             # A timeout or reset after sending: a mutation may or may not have happened.
             raise ShopifyUnavailable("network_error", ambiguous=True)

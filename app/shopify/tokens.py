@@ -8,6 +8,7 @@ together in the same transaction.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +24,7 @@ from .transport import admin_http_client
 log = logging.getLogger(__name__)
 
 REFRESH_MARGIN_S = 300  # refresh five minutes early so no call runs on a token about to die
+MEMORY_S = 60  # a token read from the database is reused in this process for up to a minute
 TOKEN_HTTP_TIMEOUT_S = 10.0
 
 
@@ -60,6 +62,9 @@ class ShopTokens:
         self.cipher = cipher
         self.app = app
         self.admin_base = admin_base
+        # Every Admin call needs the token; most would re-read and decrypt the same row. A minute's
+        # memory bounds how long another process's uninstall or refresh goes unnoticed here.
+        self._memory: dict[str, tuple[float, AccessToken]] = {}
 
     # -- install ---------------------------------------------------------------------------
     def ensure_installed(self, domain: str, id_token, invalid_token_response) -> bool:
@@ -70,14 +75,14 @@ class ShopTokens:
             shop = self._lock(session, domain)
             if self._usable(shop):
                 return False
-            with admin_http_client(self.admin_base, TOKEN_HTTP_TIMEOUT_S) as http:
-                result = self.app.exchange_using_token_exchange(
-                    "offline", id_token=id_token, invalid_token_response=invalid_token_response,
-                    expiring=True, http_client=http)
+            result = self.app.exchange_using_token_exchange(
+                "offline", id_token=id_token, invalid_token_response=invalid_token_response,
+                expiring=True, http_client=admin_http_client(self.admin_base, TOKEN_HTTP_TIMEOUT_S))
             if not result.ok or result.access_token is None:
                 log.warning("shopify.token_exchange_failed", extra={"shop": domain, "code": result.log.code})
                 raise TokenExchangeFailed(result.log.code, result.response)
             self._store(shop, result.access_token)
+            self.forget(domain)
             if shop.installed_at is None or shop.uninstalled_at is not None:
                 shop.installed_at = utcnow()
             shop.uninstalled_at = None
@@ -87,6 +92,19 @@ class ShopTokens:
     # -- use -----------------------------------------------------------------------------------
     def access_token(self, domain: str) -> AccessToken:
         """A token valid for at least REFRESH_MARGIN_S, refreshing it first when needed."""
+        remembered = self._memory.get(domain)
+        if remembered and remembered[0] > time.monotonic() and (
+                remembered[1].expires_at is None
+                or remembered[1].expires_at > utcnow() + timedelta(seconds=REFRESH_MARGIN_S)):
+            return remembered[1]
+        token = self._access_token(domain)
+        self._memory[domain] = (time.monotonic() + MEMORY_S, token)
+        return token
+
+    def forget(self, domain: str) -> None:
+        self._memory.pop(domain, None)
+
+    def _access_token(self, domain: str) -> AccessToken:
         with self.db.transaction() as session:
             shop = session.scalar(select(Shop).where(Shop.domain == domain))
             if shop is not None and self._fresh(shop):
@@ -105,6 +123,7 @@ class ShopTokens:
 
     def revoke(self, session: Session, shop: Shop) -> None:
         """Forget the tokens (app/uninstalled: Shopify has already revoked them)."""
+        self.forget(shop.domain)
         shop.access_token_enc = shop.refresh_token_enc = None
         shop.access_token_expires_at = shop.refresh_token_expires_at = None
         shop.uninstalled_at = utcnow()
@@ -122,8 +141,8 @@ class ShopTokens:
             "expires": _z(due),
             "refresh_token_expires": _z(shop.refresh_token_expires_at),
         }
-        with admin_http_client(self.admin_base, TOKEN_HTTP_TIMEOUT_S) as http:
-            result = self.app.refresh_token_exchanged_access_token(current, http_client=http)
+        result = self.app.refresh_token_exchanged_access_token(
+            current, http_client=admin_http_client(self.admin_base, TOKEN_HTTP_TIMEOUT_S))
         if not result.ok or result.access_token is None:
             log.warning("shopify.token_refresh_failed", extra={"shop": shop.domain, "code": result.log.code})
             raise ShopNotAuthorized(shop.domain)

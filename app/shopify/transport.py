@@ -5,6 +5,8 @@ rewrites the origin lets the emulator, vcrpy cassettes and production share one 
 """
 from __future__ import annotations
 
+import functools
+
 import httpx
 
 MYSHOPIFY = ".myshopify.com"
@@ -35,7 +37,10 @@ class AdminBaseTransport(httpx.BaseTransport):
         self.inner.close()
 
 
+@functools.cache
 def admin_http_client(admin_base: str, timeout_s: float) -> httpx.Client:
-    """A client for one call's budget: shopifyapp's 30 s default is far too long for a shopper."""
+    """A shared, pooled client per call budget (shopifyapp's own default is 30 s, far too long for a
+    shopper). Shared because building one costs a TLS context and a new connection; httpx clients
+    are safe to use from many threads."""
     return httpx.Client(transport=AdminBaseTransport(admin_base),
                         timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))

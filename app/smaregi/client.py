@@ -23,6 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from ..crypto import TokenCipher
 from ..db import Database
+from ..timing import add_external
 from .errors import (
     SmaregiBadRequest,
     SmaregiError,
@@ -258,17 +259,21 @@ class SmaregiClient:
                                        timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining)),
                                        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         except requests.ConnectTimeout:
+            add_external((time.monotonic() - started) * 1000)
             raise SmaregiUnreachable("connect timeout") from None
         except requests.Timeout:
+            add_external((time.monotonic() - started) * 1000)
             raise SmaregiTimeout("read timeout") from None
         except requests.ConnectionError as exc:
+            add_external((time.monotonic() - started) * 1000)
             # Refused before anything was sent is safe to retry; a reset mid-request is not.
             if "NewConnectionError" in repr(exc):
                 raise SmaregiUnreachable("connection refused") from None
             raise SmaregiTimeout("connection dropped") from None
+        elapsed_ms = (time.monotonic() - started) * 1000
+        add_external(elapsed_ms)
         log.debug("smaregi.call", extra={"contract_id": self.contract_id, "method": method, "path": path,
-                                         "status": resp.status_code,
-                                         "ms": round((time.monotonic() - started) * 1000)})
+                                         "status": resp.status_code, "ms": round(elapsed_ms)})
         if 200 <= resp.status_code < 300:
             return _from_wire(resp.json()) if resp.content else None
         raise _error_for(resp)

@@ -7,12 +7,13 @@ A 429 from Smaregi sets `paused_until` on the contract, which every process hono
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database, insert_ignoring_conflict
@@ -63,21 +64,32 @@ class RateLimiter:
     def _take(self, contract_id: str, kind: str, second: int, now: float) -> tuple[float, int]:
         """One transaction: how long the contract is paused for, else our place in this second."""
         with self.db.transaction() as session:
-            until = session.scalar(select(SmaregiContract.paused_until)
-                                   .where(SmaregiContract.contract_id == contract_id))
+            conn = session.connection()
+            paused, take = _statements(conn.dialect.name)
+            until = conn.execute(paused, {"contract_id": contract_id}).scalar()
             pause = max(0.0, until.timestamp() - now) if until is not None else 0.0
             if pause > 0:
                 return pause, 0
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            stmt = insert(RateSlot).values(contract_id=contract_id, kind=kind, second=second, used=1)
-            stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
-                                              set_={"used": RateSlot.used + 1}).returning(RateSlot.used)
-            return 0.0, session.execute(stmt).scalar_one()
+            return 0.0, conn.execute(take, {"contract_id": contract_id, "kind": kind, "second": second}).scalar_one()
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None and time.monotonic() + seconds > deadline:
             raise ContractPaused(seconds)
         self.sleep(seconds)
+
+
+@functools.cache
+def _statements(dialect: str):
+    """Built once: every Smaregi call passes through here, and building statements costs more than
+    running them."""
+    contracts, slots = SmaregiContract.__table__, RateSlot.__table__
+    paused = select(contracts.c.paused_until).where(contracts.c.contract_id == bindparam("contract_id"))
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    take = insert(slots).values(contract_id=bindparam("contract_id"), kind=bindparam("kind"),
+                                second=bindparam("second"), used=1)
+    take = take.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
+                                      set_={"used": slots.c.used + 1}).returning(slots.c.used)
+    return paused, take
 
 
 def ensure_contract(session, contract_id: str) -> None:

@@ -10,6 +10,7 @@ from ..points import conversion
 from ..points.balance import read_balance
 from ..points.errors import InvalidRequest
 from ..points.member import Shopper
+from ..timing import external_time
 from . import errors, services
 
 
@@ -39,9 +40,11 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
         if request.mimetype != "application/json":
             raise InvalidRequest("Send a JSON body with points and idempotency_key.")
         points, key = conversion.parse_request(request.get_json(silent=True))
-        result = conversion.convert(services(), shopper, points, key)
-        body = {"conversion": conversion.conversion_json(result.conversion, result.timezone)}
-        return jsonify(body), 201 if result.created else 200
+        with external_time() as external_ms:
+            result = conversion.convert(services(), shopper, points, key)
+        resp = jsonify({"conversion": conversion.conversion_json(result.conversion, result.timezone)})
+        resp.headers["Server-Timing"] = f"ext;dur={external_ms[0]:.1f}"  # Smaregi + Shopify
+        return resp, 201 if result.created else 200
 
     @bp.get("/conversions")
     def list_conversions():

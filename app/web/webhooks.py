@@ -30,4 +30,6 @@ def receive():
         outcome = intake.record(s.db, s.config, delivery)
     except (ValueError, intake.MalformedPayload) as exc:
         return jsonify({"error": {"code": "invalid_request", "message": str(exc)[:200]}}), 400
+    if outcome in ("uninstalled", "shop_redacted"):
+        s.shop_tokens.forget(verified.shop_domain)  # this process's copy of the revoked token
     return jsonify({"status": outcome})
