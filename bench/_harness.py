@@ -6,14 +6,12 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 
 import psycopg
-from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,6 +20,7 @@ import logging
 
 from app import migrate
 from app.config import load_config, normalize_database_url
+from app.dev.serving import serve_in_thread  # noqa: F401 (the benches import it from here)
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
@@ -45,17 +44,6 @@ def env(database_url: str, **extra: str) -> dict[str, str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPIFY_", "SMAREGI_", "POINTBRIDGE_"))}
     return {**base, "POINTBRIDGE_ENV": "development", "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING",
             "SMAREGI_CONTRACT_ID": "sb_bench", **extra}
-
-
-@contextlib.contextmanager
-def serve_in_thread(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 def free_port() -> int:
@@ -121,3 +109,44 @@ def summary(label: str, values_ms: list[float]) -> str:
 
 def dev_config():
     return load_config({"POINTBRIDGE_ENV": "development"})
+
+
+BENCH_SHOP = "bench.myshopify.com"
+BENCH_CONTRACT = "sb_bench"
+
+
+@contextlib.contextmanager
+def synced_members(customers: list[int], points: int, **extra_env: str):
+    """A fresh database, the stand-ins in their own process (limits raised: we measure our code, not
+    the quota) and `customers` already synced to Smaregi members with `points` each. Yields
+    (environment, smaregi_url, shopify_url)."""
+    import requests
+
+    from app.services import Services
+    from app.sync.intake import Delivery, record
+    from app.sync.worker import Worker
+
+    smaregi_port, shopify_port = free_port(), free_port()
+    smaregi, shopify = f"http://127.0.0.1:{smaregi_port}", f"http://127.0.0.1:{shopify_port}"
+    with fresh_database() as url:
+        environment = env(url, SMAREGI_ID_BASE=smaregi, SMAREGI_API_BASE=smaregi, SMAREGI_CONTRACT_ID=BENCH_CONTRACT,
+                          SHOPIFY_ADMIN_API_BASE=f"{shopify}/{{shop}}", SMAREGI_READS_PER_S="100000",
+                          SMAREGI_WRITES_PER_S="100000", **extra_env)
+        with process([sys.executable, "-m", "app.dev.standins", "--smaregi-port", str(smaregi_port),
+                      "--shopify-port", str(shopify_port), "--no-seed", "--reads-per-s", "100000",
+                      "--writes-per-s", "100000"], environment, f"{smaregi}/_emulator/stats"):
+            requests.post(f"{smaregi}/_emulator/{BENCH_CONTRACT}/members", timeout=60, json=[
+                {"customerCode": str(c), "lastName": "山田", "firstName": "太郎", "rank": "gold", "points": points,
+                 "expires_on": "2027-03-31"} for c in customers])
+            requests.post(f"{shopify}/_emulator/{BENCH_SHOP}/customers", timeout=60,
+                          json=[{"id": c, "firstName": "太郎"} for c in customers])
+            services = Services.build(load_config({**environment, "DATABASE_URL": normalize_database_url(url)}))
+            for c in customers:
+                record(services.db, services.config, Delivery(
+                    BENCH_SHOP, "customers/create", str(uuid.uuid4()), None, None,
+                    {"id": c, "first_name": "太郎", "last_name": "山田", "updated_at": "2026-11-20T10:00:00+09:00"}))
+            worker = Worker(services, "bench")
+            while worker.drain(limit=200):
+                pass
+            services.db.dispose()
+            yield environment, smaregi, shopify

@@ -11,22 +11,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import threading
 import time
-import uuid
 
 import requests
 
-from _harness import dev_config, env, free_port, fresh_database, process, summary, web
-from app.config import load_config, normalize_database_url
+from _harness import dev_config, free_port, summary, synced_members, web
 from app.dev.signing import proxy_params, proxy_query
-from app.services import Services
-from app.sync.intake import Delivery, record
-from app.sync.worker import Worker
 
 SHOP = "bench.myshopify.com"
-CONTRACT = "sb_bench"
 
 
 def shoppers(port: int, secret: str, customers: list[int], concurrency: int, seconds: float, think: float):
@@ -69,40 +62,21 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1000)
     args = parser.parse_args()
     config = dev_config()
-    smaregi_port, shopify_port = free_port(), free_port()
-    smaregi = f"http://127.0.0.1:{smaregi_port}"
     customers = [5_000_000_000_000 + i for i in range(args.members)]
-    with fresh_database() as url:
-        environment = env(url, SMAREGI_ID_BASE=smaregi, SMAREGI_API_BASE=smaregi, SMAREGI_CONTRACT_ID=CONTRACT,
-                          SMAREGI_READS_PER_S="100000", SMAREGI_WRITES_PER_S="100000")
-        with process([sys.executable, "-m", "app.dev.standins", "--smaregi-port", str(smaregi_port),
-                      "--shopify-port", str(shopify_port), "--no-seed", "--reads-per-s", "100000",
-                      "--writes-per-s", "100000"], environment, f"{smaregi}/_emulator/stats"):
-            requests.post(f"{smaregi}/_emulator/{CONTRACT}/members", timeout=60, json=[
-                {"customerCode": str(c), "lastName": "山田", "firstName": "太郎", "rank": "gold", "points": 1250,
-                 "expires_on": "2027-03-31"} for c in customers])
-            services = Services.build(load_config({**environment, "DATABASE_URL": normalize_database_url(url)}))
-            for c in customers:
-                record(services.db, services.config, Delivery(SHOP, "customers/create", str(uuid.uuid4()), None,
-                                                              None, {"id": c, "first_name": "太郎", "last_name": "山田",
-                                                                     "updated_at": "2026-11-20T10:00:00+09:00"}))
-            worker = Worker(services, "bench")
-            while worker.drain(limit=200):
-                pass
-            services.db.dispose()
-            port = free_port()
-            with web(environment, port, workers=2):
-                for latency in (0.0, 0.6):
-                    requests.delete(f"{smaregi}/_emulator/faults", timeout=5)
-                    if latency:
-                        requests.post(f"{smaregi}/_emulator/faults", timeout=5, json={
-                            "match": r"GET /sb_bench/pos/(customers/point|transactions)", "latency_s": latency})
-                    totals, overheads, statuses = shoppers(port, config.shopify_api_secret, customers,
-                                                           args.concurrency, args.seconds, args.think)
-                    print(f"POS +{latency * 1000:.0f} ms: {args.concurrency} shoppers, {args.think}s between loads, "
-                          f"{len(totals) / args.seconds:.1f} loads/s, statuses {statuses}")
-                    print("  " + summary("total", totals))
-                    print("  " + summary("app overhead (total − Smaregi)", overheads))
+    with synced_members(customers, points=1250) as (environment, smaregi, _):
+        port = free_port()
+        with web(environment, port, workers=2):
+            for latency in (0.0, 0.6):
+                requests.delete(f"{smaregi}/_emulator/faults", timeout=5)
+                if latency:
+                    requests.post(f"{smaregi}/_emulator/faults", timeout=5, json={
+                        "match": r"GET /sb_bench/pos/(customers/point|transactions)", "latency_s": latency})
+                totals, overheads, statuses = shoppers(port, config.shopify_api_secret, customers,
+                                                       args.concurrency, args.seconds, args.think)
+                print(f"POS +{latency * 1000:.0f} ms: {args.concurrency} shoppers, {args.think}s between loads, "
+                      f"{len(totals) / args.seconds:.1f} loads/s, statuses {statuses}")
+                print("  " + summary("total", totals))
+                print("  " + summary("app overhead (total − Smaregi)", overheads))
 
 
 if __name__ == "__main__":

@@ -8,20 +8,18 @@ Postgres fails the run at start; on a laptop those tests skip with a one-line re
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import text
-from werkzeug.serving import make_server
 
 from app import migrate
 from app.config import load_config, normalize_database_url
 from app.db import Database
+from app.dev.serving import serve_in_thread
 from app.dev.shopify_emulator import ShopifyEmulator
 from app.dev.smaregi_emulator import SmaregiEmulator
 from app.models import Base
@@ -130,16 +128,7 @@ def pg_url(pg_migrated) -> str:
     return pg_migrated
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
+serving = serve_in_thread
 
 
 DEV_ENV = {

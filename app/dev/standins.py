@@ -4,11 +4,10 @@ from __future__ import annotations
 import argparse
 import threading
 
-from werkzeug.serving import make_server
-
 from ..config import load_config
 from ..logs import configure_logging
 from .seed import seed
+from .serving import serve_in_thread
 from .shopify_emulator import ShopifyEmulator
 from .smaregi_emulator import SmaregiEmulator
 
@@ -20,13 +19,6 @@ def build(config, reads_per_s: int | None = None, writes_per_s: int | None = Non
                               writes_per_s=writes_per_s or config.smaregi_writes_per_s)
     shopify = ShopifyEmulator(config.shopify_api_key, config.shopify_api_secret)
     return smaregi, shopify
-
-
-def serve(app, port: int):
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    return server
 
 
 def main() -> None:
@@ -42,9 +34,9 @@ def main() -> None:
     smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
     if not args.no_seed:
         seed(smaregi, shopify, config.smaregi_contract_id)
-    serve(smaregi.create_app(), args.smaregi_port)
-    server = make_server("127.0.0.1", args.shopify_port, shopify.create_app(), threaded=True)
-    server.serve_forever()
+    with serve_in_thread(smaregi.create_app(), args.smaregi_port), \
+            serve_in_thread(shopify.create_app(), args.shopify_port):
+        threading.Event().wait()  # until the dev runner or the benchmark stops this process
 
 
 if __name__ == "__main__":

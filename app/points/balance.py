@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..models import BalanceSnapshot, Conversion, utcnow
@@ -101,13 +101,6 @@ def _context(services: Services, shopper: Shopper) -> _Context:
                         linked_member(session, settings.contract_id, shop_id, customer),
                         converted_today(session, shop_id, customer, settings),
                         {str(t) for ids in ours if ids for t in ids})
-
-
-def forget_snapshot(services: Services, shop_id: int, customer_id: int) -> None:
-    """A conversion changed the balance: the next read must go to Smaregi."""
-    with services.db.transaction() as session:
-        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == shop_id,
-                                                      BalanceSnapshot.shopify_customer_id == customer_id))
 
 
 def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:

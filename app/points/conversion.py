@@ -23,8 +23,8 @@ from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from . import errors as e
-from .ledger import IN_FLIGHT, converted_today, points_converted_today, shop_today
-from .member import Shopper, find_member, shop_and_settings
+from .ledger import IN_FLIGHT, converted_today, shop_today
+from .member import Shopper, find_member, linked_member, shop_and_settings, shop_and_settings_in
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,20 @@ def check_rules(points: int, settings: EffectiveSettings, converted_today: int) 
 
 
 def convert(services: Services, shopper: Shopper, points: int, key: str) -> ConversionResult:
-    shop_id, settings = shop_and_settings(services.db, services.config, shopper.shop_domain)
-    existing = _by_key(services, shop_id, key)
+    # One read transaction for everything the checks need from our database.
+    with services.db.transaction() as session:
+        shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
+        existing = session.scalar(select(Conversion).where(Conversion.shop_id == shop_id,
+                                                           Conversion.idempotency_key == key))
+        converted = converted_today(session, shop_id, shopper.customer_id, settings)
+        linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)
     if existing is not None:
         return replay(existing, shopper, points, settings)
-    check_rules(points, settings, points_converted_today(services.db, shop_id, shopper.customer_id, settings))
+    check_rules(points, settings, converted)
     client = services.smaregi.contract(settings.contract_id)
     deadline = time.monotonic() + BALANCE_CHECK_BUDGET_S
     try:
-        member = find_member(services.db, client, shop_id, shopper.customer_id, deadline)
+        member = find_member(services.db, client, shop_id, shopper.customer_id, deadline, linked)
         balance = client.get_points(member.smaregi_customer_id, deadline=deadline)
     except SmaregiError as exc:
         raise (e.PosTimeout() if isinstance(exc, (SmaregiTimeout, ContractPaused)) else e.PosUnavailable()) from None
@@ -89,7 +94,8 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
         return replay(conversion, shopper, points, settings)
     from .saga import Saga
 
-    return ConversionResult(Saga(services).run(conversion.id), True, settings.timezone)
+    saga = Saga(services, known_shop=(shop_id, shopper.shop_domain, settings.contract_id))
+    return ConversionResult(saga.run(conversion), True, settings.timezone)
 
 
 def replay(conversion: Conversion, shopper: Shopper, points: int, settings: EffectiveSettings) -> ConversionResult:

@@ -6,7 +6,6 @@ from datetime import date
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..db import Database
 from ..models import Conversion, utcnow
 from ..settings import EffectiveSettings
 
@@ -28,8 +27,3 @@ def converted_today(session: Session, shop_id: int, customer_id: int, settings: 
     if exclude_id is not None:
         query = query.where(Conversion.id != exclude_id)
     return int(session.scalar(query) or 0)
-
-
-def points_converted_today(db: Database, shop_id: int, customer_id: int, settings: EffectiveSettings) -> int:
-    with db.transaction() as session:
-        return converted_today(session, shop_id, customer_id, settings)

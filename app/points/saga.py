@@ -18,9 +18,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
-from ..models import Conversion, Shop, utcnow
+from ..models import BalanceSnapshot, Conversion, Shop, utcnow
 from ..services import Services
 from ..shopify.admin import ShopifyRejected, ShopifyUnavailable
 from ..shopify.discounts import CodeRequest, Discounts
@@ -35,7 +35,6 @@ from ..smaregi.errors import (
     SmaregiUnreachable,
 )
 from . import errors as e
-from .balance import forget_snapshot
 from .ledger import IN_FLIGHT
 
 log = logging.getLogger(__name__)
@@ -57,16 +56,19 @@ class LostRace(Exception):
 
 
 class Saga:
-    def __init__(self, services: Services):
+    def __init__(self, services: Services, known_shop: tuple[int, str, str] | None = None):
+        """`known_shop`: (shop id, domain, contract) when the caller has them already."""
         self.s = services
         self.discounts = Discounts(services.admin)
         self._shops: dict[int, tuple[str, str]] = {}  # shop id → (domain, contract), read once per saga
+        if known_shop is not None:
+            self._shops[known_shop[0]] = (known_shop[1], known_shop[2])
 
     # -- entry points ------------------------------------------------------------------------------
-    def run(self, conversion_id: str) -> Conversion:
-        """In the shopper's request: drive the conversion as far as it goes now. Raises the
-        shopper-facing error when it failed or could not be decided in time."""
-        c = self._drive(self._load(conversion_id), in_request=True)
+    def run(self, conversion: Conversion) -> Conversion:
+        """In the shopper's request: drive the just-reserved conversion as far as it goes now.
+        Raises the shopper-facing error when it failed or could not be decided in time."""
+        c = self._drive(conversion, in_request=True)
         if c.status == "completed":
             return c
         if c.status in ("failed", "compensating"):  # no points were deducted
@@ -80,9 +82,8 @@ class Saga:
         if points_were_deducted:
             if c.discount_id:
                 self.discounts.activate(shop, c.discount_id)
-            c = self._advance(c, "needs_review", status="completed", error_code=None,
+            c = self._advance(c, "needs_review", status="completed", error_code=None, forget_balance=True,
                               error_message="Confirmed in the POS by the merchant.")
-            forget_snapshot(self.s, c.shop_id, c.shopify_customer_id)
             return self._record_coupon(c, shop)
         c = self._advance(c, "needs_review", status="compensating", error_code="pos_timeout",
                           error_message="Not deducted in the POS (checked by the merchant).")
@@ -166,23 +167,28 @@ class Saga:
         return c
 
     def _complete(self, c: Conversion, shop: str) -> Conversion:
-        c = self._record_coupon(c, shop)
-        c = self._advance(c, "deducted", status="completed", leased_until=None)
-        forget_snapshot(self.s, c.shop_id, c.shopify_customer_id)
+        recorded = self._append_coupon(c, shop)
+        c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
+                          attempts=c.attempts + (not recorded), forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
         return c
 
     def _record_coupon(self, c: Conversion, shop: str) -> Conversion:
+        """The sweeper's retry of a coupon entry that could not be written at completion."""
+        recorded = self._append_coupon(c, shop)
+        return self._advance(c, c.status, metafield_recorded=recorded, attempts=c.attempts + (not recorded))
+
+    def _append_coupon(self, c: Conversion, shop: str) -> bool:
         """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
         entry = {"id": c.id, "code": c.code, "points": c.points, "amount": c.amount, "currency": c.currency,
                  "expires_at": c.expires_at.isoformat() if c.expires_at else None,
                  "created_at": c.created_at.isoformat()}
         try:
             self.discounts.append_coupon(shop, c.shopify_customer_id, entry)
+            return True
         except SHOPIFY_FAILURES as exc:
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
-            return self._advance(c, c.status, attempts=c.attempts + 1)
-        return self._advance(c, c.status, metafield_recorded=True)
+            return False
 
     def _start_compensation(self, c: Conversion, error_code: str, from_status: str | None = None) -> Conversion:
         return self._advance(c, from_status or c.status, status="compensating", error_code=error_code,
@@ -284,13 +290,18 @@ class Saga:
             row = session.connection().execute(select(*LEDGER.c).where(LEDGER.c.id == conversion_id)).first()
         return Conversion(**row._mapping)
 
-    def _advance(self, c: Conversion, expected: str, **values: Any) -> Conversion:
+    def _advance(self, c: Conversion, expected: str, forget_balance: bool = False, **values: Any) -> Conversion:
         """Compare-and-set on the status: a step only lands if nobody moved the conversion on.
-        Core, not the ORM: this runs five times per conversion, on the shopper's clock."""
+        Core, not the ORM: this runs five times per conversion, on the shopper's clock.
+        `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
         with self.s.db.transaction() as session:
-            row = session.connection().execute(
+            conn = session.connection()
+            row = conn.execute(
                 update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
                 .values(updated_at=utcnow(), **values).returning(*LEDGER.c)).first()
+            if row is not None and forget_balance:
+                conn.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
+                                                           BalanceSnapshot.shopify_customer_id == c.shopify_customer_id))
         if row is None:
             raise LostRace(c.id)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands

@@ -81,12 +81,18 @@ def _guarded(job: Job, owner: str):
     return update(MemberLink).where(MemberLink.id == job.link_id, MemberLink.lease_owner == owner)
 
 
+def _still_ours(session, job: Job, owner: str) -> MemberLink | None:
+    """The link, locked, if our lease on it still holds (else another worker took it over)."""
+    link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
+                          .execution_options(populate_existing=True))
+    return link if link is not None and link.lease_owner == owner else None
+
+
 def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
     now = utcnow()
     with db.transaction() as session:
-        link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
-                              .execution_options(populate_existing=True))
-        if link is None or link.lease_owner != owner:
+        link = _still_ours(session, job, owner)
+        if link is None:
             return False
         still_current = link.desired_hash == job.desired_hash and link.state == "pending"
         link.smaregi_customer_id = result.smaregi_customer_id
@@ -113,9 +119,8 @@ def conflict(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool
 def fail(db: Database, job: Job, owner: str, failure: Failure) -> bool:
     now = utcnow()
     with db.transaction() as session:
-        link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
-                              .execution_options(populate_existing=True))
-        if link is None or link.lease_owner != owner:
+        link = _still_ours(session, job, owner)
+        if link is None:
             return False
         link.leased_until = link.lease_owner = None
         if failure.wait_s is not None:  # not the link's fault: try again later, no attempt counted
