@@ -6,7 +6,6 @@ carry the https://{shop}.myshopify.com URLs shopifyapp builds, with secrets and 
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,7 +17,7 @@ from app.models import Shop, utcnow
 from app.shopify.discounts import CodeRequest, Discounts
 
 from .conftest import SHOP
-from .vcr_support import CASSETTES, RECORDING, recorder
+from .vcr_support import RECORDING, cassettes
 
 JST = timezone(timedelta(hours=9))
 CODE = CodeRequest(code="70934-AB12CD-500", title="Points 500 pt → 500 JPY (70934-AB12CD-500)",
@@ -39,16 +38,7 @@ def wire(tmp_path, make_services, request):
         services = make_services(url)
         services.shop_tokens.admin_base = services.admin.admin_base = "https://{shop}"  # no emulator: cassette only
         origins = {}
-    vcr = recorder("shopify", origins)
-
-    @contextmanager
-    def cassette(name: str):
-        if RECORDING:
-            (CASSETTES / "shopify" / f"{name}.yaml").unlink(missing_ok=True)
-        with vcr.use_cassette(f"{name}.yaml", allow_playback_repeats=False) as c:
-            yield c
-        if not RECORDING:
-            assert c.all_played, f"{name}: not every recorded interaction was used"
+    cassette = cassettes("shopify", origins)
 
     return services, cassette
 

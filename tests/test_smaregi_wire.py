@@ -1,7 +1,6 @@
 """The Smaregi client's wire format, from recorded interactions (tests/cassettes/smaregi/README.md)."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import date
 
 import pytest
@@ -11,7 +10,7 @@ from app.models import SmaregiContract
 from app.smaregi.errors import SmaregiBadRequest
 
 from .conftest import CONTRACT
-from .vcr_support import CASSETTES, RECORDING, recorder
+from .vcr_support import RECORDING, cassettes
 
 ID_HOST, API_HOST = "https://id.smaregi.dev", "https://api.smaregi.dev"
 
@@ -30,16 +29,7 @@ def wire(tmp_path, make_services, request):
     else:
         em, services, origins = None, make_services(url, smaregi_url=API_HOST), {}
         services.smaregi.id_base = ID_HOST
-    vcr = recorder("smaregi", origins)
-
-    @contextmanager
-    def cassette(name: str):
-        if RECORDING:
-            (CASSETTES / "smaregi" / f"{name}.yaml").unlink(missing_ok=True)
-        with vcr.use_cassette(f"{name}.yaml", allow_playback_repeats=False) as c:
-            yield c
-        if not RECORDING:
-            assert c.all_played, f"{name}: not every recorded interaction was used"
+    cassette = cassettes("smaregi", origins)
 
     return em, services, services.smaregi.contract(CONTRACT), cassette
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import vcr
@@ -62,3 +63,20 @@ def recorder(folder: str, origin_map: dict[str, str]) -> vcr.VCR:
         before_record_response=before_response,
         decode_compressed_response=True,
     )
+
+
+def cassettes(folder: str, origin_map: dict[str, str]):
+    """`cassette(name)`: a context manager that re-records from scratch when recording, and when
+    replaying insists that every recorded interaction was used."""
+    vcr = recorder(folder, origin_map)
+
+    @contextmanager
+    def cassette(name: str):
+        if RECORDING:
+            (CASSETTES / folder / f"{name}.yaml").unlink(missing_ok=True)
+        with vcr.use_cassette(f"{name}.yaml", allow_playback_repeats=False) as c:
+            yield c
+        if not RECORDING:
+            assert c.all_played, f"{name}: not every recorded interaction was used"
+
+    return cassette
