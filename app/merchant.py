@@ -22,9 +22,29 @@ CONTRACT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class SettingsInvalid(Exception):
-    def __init__(self, errors: dict[str, str]):
+    """`errors`: field → {"code", "params", "message"}; the admin shows the code in its own language."""
+
+    def __init__(self, errors: dict[str, dict[str, Any]]):
         super().__init__("invalid settings")
         self.errors = errors
+
+
+# English wording of each validation code; the admin page translates the codes (app/web/admin_text.py).
+FIELD_ERRORS = {
+    "whole_number": "Enter a whole number.",
+    "out_of_range": "Enter a number from {low} to {high}.",
+    "contract_format": "A Smaregi contract ID has only letters, digits and _ (e.g. sb_abc123).",
+    "minimum_not_multiple": "The minimum must be a multiple of the unit ({unit}).",
+    "limit_below_minimum": "The daily limit cannot be below the minimum.",
+    "placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
+    "rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
+    "on_or_off": "Choose on or off.",
+}
+
+
+def _error(code: str, **params: Any) -> dict[str, Any]:
+    shown = {k: f"{v:,}" if isinstance(v, int) else v for k, v in params.items()}
+    return {"code": code, "params": shown, "message": FIELD_ERRORS[code].format(**shown)}
 
 
 @dataclass(frozen=True)
@@ -65,10 +85,10 @@ def get_settings(services: Services, shop: AdminShop) -> dict[str, Any]:
 def _int(errors: dict, data: dict, name: str, low: int, high: int) -> int | None:
     value = data.get(name)
     if not isinstance(value, int) or isinstance(value, bool):
-        errors[name] = "Enter a whole number."
+        errors[name] = _error("whole_number")
         return None
     if not low <= value <= high:
-        errors[name] = f"Enter a number from {low:,} to {high:,}."
+        errors[name] = _error("out_of_range", low=low, high=high)
         return None
     return value
 
@@ -76,32 +96,33 @@ def _int(errors: dict, data: dict, name: str, low: int, high: int) -> int | None
 def save_settings(services: Services, shop: AdminShop, data: dict[str, Any]) -> dict[str, Any]:
     """Validate everything first; save nothing unless all of it is valid."""
     if not isinstance(data, dict):
-        raise SettingsInvalid({"_": "Send the settings as a JSON object."})
+        raise SettingsInvalid({"_": {"code": "invalid_request", "params": {},
+                                     "message": "Send the settings as a JSON object."}})
     errors: dict[str, str] = {}
     contract = str(data.get("smaregi_contract_id") or "").strip()
     if contract and not CONTRACT_ID.fullmatch(contract):
-        errors["smaregi_contract_id"] = "A Smaregi contract ID has only letters, digits and _ (e.g. sb_abc123)."
+        errors["smaregi_contract_id"] = _error("contract_format")
     yen = _int(errors, data, "yen_per_point", 1, 10_000)
     unit = _int(errors, data, "points_unit", 1, 100_000)
     minimum = _int(errors, data, "points_minimum", 1, 1_000_000)
     daily = _int(errors, data, "points_daily_limit", 1, 100_000_000)
     days = _int(errors, data, "coupon_valid_days", 1, 365)
     if unit and minimum and minimum % unit:
-        errors["points_minimum"] = f"The minimum must be a multiple of the unit ({unit:,})."
+        errors["points_minimum"] = _error("minimum_not_multiple", unit=unit)
     if minimum and daily and daily < minimum:
-        errors["points_daily_limit"] = "The daily limit cannot be below the minimum."
+        errors["points_daily_limit"] = _error("limit_below_minimum")
     placeholder = data.get("blank_name_placeholder")
     if not isinstance(placeholder, str) or not 1 <= len(placeholder.strip()) <= 85:
-        errors["blank_name_placeholder"] = "Enter 1 to 85 characters (Smaregi requires a name)."
+        errors["blank_name_placeholder"] = _error("placeholder_length")
     labels = data.get("rank_labels") or {}
     if not isinstance(labels, dict) or any(
             not isinstance(k, str) or not 1 <= len(k) <= 20 or not isinstance(v, dict)
             or any(lang not in ("ja", "en") or not isinstance(t, str) or len(t) > 40 for lang, t in v.items())
             for k, v in labels.items()):
-        errors["rank_labels"] = "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en."
+        errors["rank_labels"] = _error("rank_labels_format")
     for flag in ("keep_store_member_codes", "sync_enabled"):
         if not isinstance(data.get(flag), bool):
-            errors[flag] = "Choose on or off."
+            errors[flag] = _error("on_or_off")
     if errors:
         raise SettingsInvalid(errors)
     with services.db.transaction() as session:

@@ -70,7 +70,8 @@ def test_settings_are_validated_field_by_field_and_nothing_is_saved_on_error(ser
     assert resp.status_code == 422
     assert set(resp.json["errors"]) == {"points_minimum", "coupon_valid_days", "yen_per_point",
                                         "smaregi_contract_id", "blank_name_placeholder"}
-    assert "multiple of the unit" in resp.json["errors"]["points_minimum"]
+    assert resp.json["errors"]["points_minimum"] == {"code": "minimum_not_multiple", "params": {"unit": "50"},
+                                                      "message": "The minimum must be a multiple of the unit (50)."}
     assert admin("GET", "/settings").json == before
     saved = admin("PUT", "/settings", json={**VALID, "smaregi_contract_id": CONTRACT}).json
     assert (saved["points_unit"], saved["coupon_valid_days"], saved["smaregi_contract_id"]) == (50, 14, CONTRACT)
@@ -154,3 +155,12 @@ def test_app_home_page_renders_in_the_admins_language(services):
     assert "Smaregi connection" in en and '<meta name="shopify-api-key"' in en
     with services.db.transaction() as s:
         assert s.scalar(select(Shop.domain)) == SHOP
+
+
+def test_every_validation_code_is_worded_in_both_languages():
+    from app.merchant import FIELD_ERRORS
+    from app.web.admin_text import EN, JA
+
+    for code in FIELD_ERRORS:
+        assert f"err_{code}" in EN and f"err_{code}" in JA, code
+    assert set(EN) == set(JA)

@@ -45,7 +45,7 @@ def test_settings_errors_show_next_to_the_field_and_a_fix_saves(admin_page):
     browser.eval("document.getElementById('points_minimum').value = '150'")
     browser.click("[data-rules-form] button[type=submit]")
     browser.wait_for("document.querySelector('[data-error=points_minimum]').textContent.length > 0")
-    assert "multiple of the unit" in browser.text("[data-error=points_minimum]")
+    assert browser.text("[data-error=points_minimum]") == "最低交換ポイントは交換単位（100）の倍数にしてください。"
     browser.eval("document.getElementById('points_minimum').value = '200'")
     browser.click("[data-rules-form] button[type=submit]")
     browser.wait_for("document.querySelector('[data-saved]').textContent === '保存しました。'")

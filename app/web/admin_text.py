@@ -25,6 +25,13 @@ EN = {
     "status_deducting": "In progress", "status_compensating": "Cancelling",
     "was_deducted": "Points were deducted: keep the code", "was_not_deducted": "Not deducted: cancel the code",
     "no_requests": "No data requests.", "request_for": "Customer {id}",
+    "err_whole_number": "Enter a whole number.", "err_out_of_range": "Enter a number from {low} to {high}.",
+    "err_contract_format": "A Smaregi contract ID has only letters, digits and _ (e.g. sb_abc123).",
+    "err_minimum_not_multiple": "The minimum must be a multiple of the unit ({unit}).",
+    "err_limit_below_minimum": "The daily limit cannot be below the minimum.",
+    "err_placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
+    "err_rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
+    "err_on_or_off": "Choose on or off.",
 }
 
 JA = {
@@ -49,6 +56,13 @@ JA = {
     "status_deducting": "処理中", "status_compensating": "取り消し中",
     "was_deducted": "減算済み：コードを有効にする", "was_not_deducted": "未減算：コードを取り消す",
     "no_requests": "開示請求はありません。", "request_for": "顧客 {id}",
+    "err_whole_number": "整数で入力してください。", "err_out_of_range": "{low}〜{high} の範囲で入力してください。",
+    "err_contract_format": "スマレジの契約IDは英数字と _ のみです（例：sb_abc123）。",
+    "err_minimum_not_multiple": "最低交換ポイントは交換単位（{unit}）の倍数にしてください。",
+    "err_limit_below_minimum": "1日の上限は最低交換ポイント以上にしてください。",
+    "err_placeholder_length": "1〜85文字で入力してください（スマレジでは名前が必須です）。",
+    "err_rank_labels_format": "ランクは20文字以内、表示名は日本語・英語とも40文字以内で入力してください。",
+    "err_on_or_off": "オンかオフを選んでください。",
 }
 
 
