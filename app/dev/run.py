@@ -66,6 +66,20 @@ def _send_customer_webhooks(web: str, config) -> None:
         urllib.request.urlopen(request, timeout=10)
 
 
+def _set_demo_rules(web: str, config) -> None:
+    """Rank labels for the seeded ranks, saved through the admin API as the merchant would."""
+    rules = {"smaregi_contract_id": "", "yen_per_point": 1, "points_unit": 100, "points_minimum": 100,
+             "points_daily_limit": 10000, "coupon_valid_days": 30, "blank_name_placeholder": "-",
+             "keep_store_member_codes": False, "sync_enabled": True,
+             "rank_labels": {"gold": {"ja": "ゴールド会員", "en": "Gold Member"},
+                             "silver": {"ja": "シルバー会員", "en": "Silver Member"},
+                             "platinum": {"ja": "プラチナ会員", "en": "Platinum Member"}}}
+    request = urllib.request.Request(f"{web}/admin/api/settings", data=json.dumps(rules).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {id_token(config)}"})
+    urllib.request.urlopen(request, timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     stand_ins = "--no-stand-ins" not in (argv if argv is not None else sys.argv[1:])
     if not stand_ins:
@@ -89,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     # Install the dev shop the way Shopify admin does: a first App Home load with an id token.
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
     _send_customer_webhooks(web, config)
+    _set_demo_rules(web, config)
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",
