@@ -74,10 +74,6 @@ class Config:
     log_level: str = "INFO"
 
     @property
-    def is_development(self) -> bool:
-        return self.environment == "development"
-
-    @property
     def is_postgres(self) -> bool:
         return self.database_url.startswith("postgresql")
 

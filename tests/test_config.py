@@ -40,7 +40,7 @@ def test_production_refuses_the_development_values():
 
 def test_development_supplies_local_defaults():
     config = load_config({"POINTBRIDGE_ENV": "development"})
-    assert config.is_development
+    assert config.environment == "development"
     assert config.database_url.startswith("sqlite:///") and config.database_url.endswith("instance/pointbridge.db")
     assert config.shopify_api_version == "2026-10"
     assert config.shopify_admin_api_base == "https://{shop}"

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config()
     migrate.upgrade(config.database_url)
     py = sys.executable
-    web = f"http://127.0.0.1:{env['PORT']}"
+    web = f"http://127.0.0.1:{env['PORT']}"  # the runner talks to its own processes on loopback
     procs = {
         "stand-ins": subprocess.Popen([py, "-m", "app.dev.standins", "--smaregi-port", env["POINTBRIDGE_SMAREGI_PORT"],
                                        "--shopify-port", env["POINTBRIDGE_SHOPIFY_PORT"]], env=env),
