@@ -6,6 +6,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -150,3 +151,27 @@ def synced_members(customers: list[int], points: int, **extra_env: str):
                 pass
             services.db.dispose()
             yield environment, smaregi, shopify
+
+
+class Samples:
+    """Per-request totals and our overhead (total minus the time the app reports, in its
+    Server-Timing header, as spent waiting on Smaregi/Shopify), safe to record from many threads."""
+
+    def __init__(self, timing: str):
+        self.timing = timing  # "pos" (balance) or "ext" (conversions)
+        self.totals: list[float] = []
+        self.overheads: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def timed(self, call):
+        started = time.perf_counter()
+        resp = call()
+        total = (time.perf_counter() - started) * 1000
+        header = resp.headers.get("Server-Timing", f"{self.timing};dur=0")
+        waited = float(header.split("dur=")[1]) if header.startswith(self.timing) else 0.0
+        with self._lock:
+            self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
+            self.totals.append(total)
+            self.overheads.append(total - waited)
+        return resp

@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from _harness import dev_config, free_port, summary, synced_members, web
+from _harness import Samples, dev_config, free_port, summary, synced_members, web
 from app.dev.signing import proxy_params, proxy_query
 
 SHOP = "bench.myshopify.com"
@@ -27,7 +27,7 @@ def shoppers(port: int, secret: str, customers: list[int], concurrency: int, sec
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=concurrency))
     next_customer = itertools.cycle(customers).__next__
     lock = threading.Lock()
-    totals, overheads, statuses = [], [], {}
+    samples = Samples("pos")
     stop = time.perf_counter() + seconds
 
     def shopper():
@@ -35,14 +35,7 @@ def shoppers(port: int, secret: str, customers: list[int], concurrency: int, sec
             with lock:
                 customer = next_customer()
             query = proxy_query(proxy_params(SHOP, customer), secret)
-            started = time.perf_counter()
-            resp = session.get(f"http://127.0.0.1:{port}/proxy/balance?{query}", timeout=10)
-            total = (time.perf_counter() - started) * 1000
-            pos = float(resp.headers.get("Server-Timing", "pos;dur=0").split("dur=")[1])
-            with lock:
-                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
-                totals.append(total)
-                overheads.append(total - pos)
+            samples.timed(lambda: session.get(f"http://127.0.0.1:{port}/proxy/balance?{query}", timeout=10))  # noqa: B023
             time.sleep(think)
 
     threads = [threading.Thread(target=shopper) for _ in range(concurrency)]
@@ -51,7 +44,7 @@ def shoppers(port: int, secret: str, customers: list[int], concurrency: int, sec
         time.sleep(think / concurrency)  # shoppers arrive spread out, not in lockstep
     for t in threads:
         t.join()
-    return totals, overheads, statuses
+    return samples
 
 
 def main() -> None:
@@ -71,12 +64,12 @@ def main() -> None:
                 if latency:
                     requests.post(f"{smaregi}/_emulator/faults", timeout=5, json={
                         "match": r"GET /sb_bench/pos/(customers/point|transactions)", "latency_s": latency})
-                totals, overheads, statuses = shoppers(port, config.shopify_api_secret, customers,
-                                                       args.concurrency, args.seconds, args.think)
+                samples = shoppers(port, config.shopify_api_secret, customers, args.concurrency, args.seconds,
+                                   args.think)
                 print(f"POS +{latency * 1000:.0f} ms: {args.concurrency} shoppers, {args.think}s between loads, "
-                      f"{len(totals) / args.seconds:.1f} loads/s, statuses {statuses}")
-                print("  " + summary("total", totals))
-                print("  " + summary("app overhead (total − Smaregi)", overheads))
+                      f"{len(samples.totals) / args.seconds:.1f} loads/s, statuses {samples.statuses}")
+                print("  " + summary("total", samples.totals))
+                print("  " + summary("app overhead (total − Smaregi)", samples.overheads))
 
 
 if __name__ == "__main__":

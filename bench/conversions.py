@@ -18,7 +18,7 @@ import uuid
 
 import requests
 
-from _harness import dev_config, free_port, summary, synced_members, web
+from _harness import Samples, dev_config, free_port, summary, synced_members, web
 from app.dev.signing import app_home_id_token, proxy_params, proxy_query
 
 SHOP = "bench.myshopify.com"
@@ -37,20 +37,13 @@ def main() -> None:
         with web(environment, port, workers=2):
             token = app_home_id_token(config.shopify_api_key, config.shopify_api_secret, SHOP)
             urllib.request.urlopen(f"http://127.0.0.1:{port}/?shop={SHOP}&host=x&id_token={token}", timeout=10)
-            totals, overheads, statuses = [], [], {}
+            samples = Samples("ext")
             lock = threading.Lock()
 
             def convert(customer: int, session: requests.Session):
                 query = proxy_query(proxy_params(SHOP, customer), config.shopify_api_secret)
-                started = time.perf_counter()
-                resp = session.post(f"http://127.0.0.1:{port}/proxy/conversions?{query}", timeout=30,
-                                    json={"points": 100, "idempotency_key": str(uuid.uuid4())})
-                total = (time.perf_counter() - started) * 1000
-                external = float(resp.headers.get("Server-Timing", "ext;dur=0").split("dur=")[1])
-                with lock:
-                    statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
-                    totals.append(total)
-                    overheads.append(total - external)
+                samples.timed(lambda: session.post(f"http://127.0.0.1:{port}/proxy/conversions?{query}", timeout=30,
+                                                   json={"points": 100, "idempotency_key": str(uuid.uuid4())}))
 
             sessions = {c: requests.Session() for c in customers}
             burst_times = []
@@ -63,11 +56,11 @@ def main() -> None:
                     t.join()
                 burst_times.append(time.perf_counter() - begin)
                 time.sleep(1)
-            print(f"bursts: {args.rounds} × {len(customers)} customers converting at once, statuses {statuses}; "
+            print(f"bursts: {args.rounds} × {len(customers)} customers converting at once, statuses {samples.statuses}; "
                   f"a burst completes in {statistics.median(burst_times) * 1000:.0f} ms (median) = "
                   f"{len(customers) / statistics.median(burst_times):.1f} conversions/s")
-            print("  " + summary("total", totals))
-            print("  " + summary("overhead (total − Smaregi − Shopify)", overheads))
+            print("  " + summary("total", samples.totals))
+            print("  " + summary("overhead (total − Smaregi − Shopify)", samples.overheads))
 
             done, stop = [0], time.perf_counter() + args.sustained
 

@@ -106,7 +106,7 @@ def _context(services: Services, shopper: Shopper) -> _Context:
 def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     deadline = time.monotonic() + POS_BUDGET_S
     client = services.smaregi.contract(ctx.settings.contract_id)
-    member = find_member(services.db, client, ctx.shop_id, ctx.customer_id, deadline, ctx.linked)
+    member = find_member(client, ctx.customer_id, ctx.linked, deadline)
     now = utcnow()
     points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
     history = _pool.submit(client.list_transactions, customer_code=member.code,

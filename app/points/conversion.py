@@ -82,7 +82,7 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
     client = services.smaregi.contract(settings.contract_id)
     deadline = time.monotonic() + BALANCE_CHECK_BUDGET_S
     try:
-        member = find_member(services.db, client, shop_id, shopper.customer_id, deadline, linked)
+        member = find_member(client, shopper.customer_id, linked, deadline)
         balance = client.get_points(member.smaregi_customer_id, deadline=deadline)
     except SmaregiError as exc:
         raise (e.PosTimeout() if isinstance(exc, (SmaregiTimeout, ContractPaused)) else e.PosUnavailable()) from None

@@ -75,12 +75,9 @@ def linked_member(session: Session, contract_id: str, shop_id: int, customer_id:
     return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank) if row else None
 
 
-def find_member(db: Database, client: SmaregiClient, shop_id: int, customer_id: int, deadline: float,
-                linked: Member | None = None) -> Member:
-    """Our link first (no call); else the member whose code is the Shopify id (one read)."""
-    if linked is None:
-        with db.transaction() as session:
-            linked = linked_member(session, client.contract_id, shop_id, customer_id)
+def find_member(client: SmaregiClient, customer_id: int, linked: Member | None, deadline: float) -> Member:
+    """`linked`: what linked_member() found (the caller reads it with its other data). Without a
+    link, the member whose code is the Shopify id (one read)."""
     if linked is not None:
         return linked
     found = client.find_customer_by_code(str(customer_id), deadline=deadline)

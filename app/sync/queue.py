@@ -77,10 +77,6 @@ def renew(db: Database, job: Job, owner: str) -> bool:
         return result.rowcount == 1
 
 
-def _guarded(job: Job, owner: str):
-    return update(MemberLink).where(MemberLink.id == job.link_id, MemberLink.lease_owner == owner)
-
-
 def _still_ours(session, job: Job, owner: str) -> MemberLink | None:
     """The link, locked, if our lease on it still holds (else another worker took it over)."""
     link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
@@ -110,10 +106,13 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
 
 def conflict(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
     with db.transaction() as session:
-        result = session.execute(_guarded(job, owner).values(
-            state="conflict", conflict_candidates=candidates, leased_until=None, lease_owner=None,
-            last_error=f"{len(candidates)} store members have this e-mail address; choose which one to link."))
-        return result.rowcount == 1
+        link = _still_ours(session, job, owner)
+        if link is None:
+            return False
+        link.state, link.conflict_candidates = "conflict", candidates
+        link.leased_until = link.lease_owner = None
+        link.last_error = f"{len(candidates)} store members have this e-mail address; choose which one to link."
+        return True
 
 
 def fail(db: Database, job: Job, owner: str, failure: Failure) -> bool:
