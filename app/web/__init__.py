@@ -11,8 +11,9 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, app_home, customer_account, health, proxy, webhooks
+    from . import admin, app_home, customer_account, errors, health, proxy, webhooks
 
+    errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(customer_account.bp)
     app.register_blueprint(admin.bp)

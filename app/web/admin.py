@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from .. import merchant
-from ..shopify.verify import InvalidSignature
+from ..points.errors import InvalidRequest, NotFound
 from . import services
-from .app_home import PATCH_ID_TOKEN_PATH
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 
@@ -17,16 +16,7 @@ bp = Blueprint("admin", __name__, url_prefix="/admin/api")
 def authenticated(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        if not request.headers.get("Authorization"):  # a document URL's ?id_token= is not enough here
-            return jsonify({"error": {"code": "invalid_session", "message": "Bearer token required."}}), 401
-        try:
-            proof = services().verifier.app_home(request.method, dict(request.headers), request.url,
-                                                 PATCH_ID_TOKEN_PATH)
-        except InvalidSignature as exc:
-            # 401 + X-Shopify-Retry-Invalid-Session-Request: App Bridge fetches a fresh token and retries.
-            return Response('{"error": {"code": "invalid_session", "message": "Session expired."}}',
-                            status=401 if exc.status == 302 else exc.status, headers=exc.headers,
-                            content_type="application/json")
+        proof = services().verifier.admin_session(request.method, dict(request.headers), request.url)
         return view(merchant.admin_shop(services(), proof.shop_domain), *args, **kwargs)
     return wrapper
 
@@ -86,7 +76,7 @@ def problems(shop):
 def retry(shop):
     ids = body().get("link_ids")
     if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
-        return jsonify({"error": {"code": "invalid_request", "message": "link_ids must be a list of ids"}}), 400
+        raise InvalidRequest("link_ids must be a list of ids")
     return jsonify({"queued": merchant.retry(services(), shop, ids)})
 
 
@@ -95,8 +85,7 @@ def retry(shop):
 def resolve_conflict(shop, link_id: int):
     chosen = str(body().get("smaregi_customer_id") or "")
     if not merchant.resolve_conflict(services(), shop, link_id, chosen):
-        return jsonify({"error": {"code": "invalid_request", "message": "Not a conflict of this shop, or not "
-                                                                        "one of its candidates."}}), 400
+        raise InvalidRequest("Not a conflict of this shop, or not one of its candidates.")
     return jsonify({"resolved": True})
 
 
@@ -112,9 +101,9 @@ def conversions(shop):
 def review(shop, conversion_id: str):
     deducted = body().get("points_were_deducted")
     if not isinstance(deducted, bool):
-        return jsonify({"error": {"code": "invalid_request", "message": "points_were_deducted: true or false"}}), 400
+        raise InvalidRequest("points_were_deducted: true or false")
     if not merchant.resolve_review(services(), shop, conversion_id, deducted):
-        return jsonify({"error": {"code": "invalid_request", "message": "No conversion awaiting review."}}), 404
+        raise NotFound("No conversion awaiting review.")
     return jsonify({"resolved": True})
 
 

@@ -4,14 +4,15 @@ Shopify installs the app without calling us (scopes in shopify.app.toml); the fi
 brings `shop`, `host` and `id_token`. We verify the id token and, if the shop has no usable
 offline token, exchange it for an expiring one. A bad or stale id token gets the response App
 Bridge expects (redirect to the patch-id-token page, or 401 + X-Shopify-Retry-Invalid-Session-Request)
-and nothing is stored.
+and nothing is stored. A validly signed token that is not App Home's, or whose `dest` is not the
+request's `shop`, is refused (401 `invalid_signature`) and never exchanged.
 """
 from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
 from ..shopify.tokens import TokenExchangeFailed
-from ..shopify.verify import InvalidSignature
+from ..shopify.verify import ReloadWithNewToken
 from . import services
 from .admin_text import texts
 
@@ -29,8 +30,8 @@ def app_home():
     s = services()
     try:
         verified = s.verifier.app_home("GET", dict(request.headers), request.url, PATCH_ID_TOKEN_PATH)
-    except InvalidSignature as exc:
-        return Response(exc.body, status=exc.status, headers=exc.headers)
+    except ReloadWithNewToken as exc:
+        return _as_response(exc.response)
     try:
         s.shop_tokens.ensure_installed(verified.shop_domain, verified.id_token, verified.invalid_token_response)
     except TokenExchangeFailed as exc:

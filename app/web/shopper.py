@@ -11,13 +11,12 @@ from ..points.balance import read_balance
 from ..points.errors import InvalidRequest
 from ..points.member import Shopper
 from ..timing import external_time
-from . import errors, services
+from . import services
 
 
 def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[], Shopper],
                       extra_headers: dict[str, str] | None = None) -> Blueprint:
     bp = Blueprint(name, __name__, url_prefix=url_prefix)
-    errors.register(bp)
 
     @bp.after_request
     def headers(resp: Response) -> Response:

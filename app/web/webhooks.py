@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, jsonify, request
 
-from ..shopify.verify import InvalidSignature
+from ..points.errors import InvalidRequest
 from ..sync import intake
 from . import services
 
@@ -17,10 +17,7 @@ bp = Blueprint("webhooks", __name__)
 def receive():
     s = services()
     body = request.get_data(cache=False)  # the raw bytes: the HMAC is over exactly these
-    try:
-        verified = s.verifier.webhook("POST", dict(request.headers), request.url, body)
-    except InvalidSignature as exc:
-        return jsonify({"error": {"code": "invalid_signature", "message": "HMAC verification failed"}}), exc.status
+    verified = s.verifier.webhook("POST", dict(request.headers), request.url, body)
     try:
         payload = json.loads(body)
         delivery = intake.Delivery(
@@ -29,7 +26,7 @@ def receive():
             event_id=verified.event_id, triggered_at=verified.triggered_at, payload=payload)
         outcome = intake.record(s.db, s.config, delivery)
     except (ValueError, intake.MalformedPayload) as exc:
-        return jsonify({"error": {"code": "invalid_request", "message": str(exc)[:200]}}), 400
+        raise InvalidRequest(str(exc)[:200]) from None
     if outcome in ("uninstalled", "shop_redacted"):
         s.shop_tokens.forget(verified.shop_domain)  # this process's copy of the revoked token
     return jsonify({"status": outcome})
