@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from .errors import SmaregiError, SmaregiTimeout, SmaregiUnreachable
+from .errors import SmaregiError, SmaregiServerError, SmaregiTimeout, SmaregiUnreachable
 
 if TYPE_CHECKING:
     from .client import Smaregi
@@ -74,15 +74,13 @@ class SmaregiSignIn:
         resp = self._call("POST", TOKEN_PATH, deadline, auth=(self.s.client_id, self.s.client_secret),
                           data={"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
                                 "code_verifier": verifier})
-        if resp.status_code != 200:
-            raise SignInRefused(f"token_http_{resp.status_code}")
+        _raise_for(resp, "token")
         token = _json(resp).get("access_token")
         if not isinstance(token, str) or not token:
             raise SignInRefused("token_missing")
         resp = self._call("GET", USERINFO_PATH, deadline, headers={"Authorization": f"Bearer {token}",
                                                                   "Accept": "application/json"})
-        if resp.status_code != 200:
-            raise SignInRefused(f"userinfo_http_{resp.status_code}")
+        _raise_for(resp, "userinfo")
         info = _json(resp)
         contract = info.get("contract") if isinstance(info.get("contract"), dict) else {}
         contract_id = contract.get("id")
@@ -104,6 +102,13 @@ class SmaregiSignIn:
             raise SmaregiTimeout("sign-in request timed out") from None
         except requests.ConnectionError as exc:
             raise SmaregiUnreachable(type(exc).__name__) from None
+
+
+def _raise_for(resp: requests.Response, step: str) -> None:
+    if resp.status_code >= 500 or resp.status_code == 429:
+        raise SmaregiServerError(resp.status_code, f"{step} unavailable")  # try again later: not a refusal
+    if resp.status_code != 200:
+        raise SignInRefused(f"{step}_http_{resp.status_code}")
 
 
 def _json(resp: requests.Response) -> dict:
