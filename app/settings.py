@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .models import Shop, ShopSettings
-from .shops import ContractSource, resolve_contract
+from .shops import ContractSource, resolve_contract, shop_contract
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET)
     def pick(value, default):
         return default if value is None else value
 
-    contract = resolve_contract(shop.smaregi_contract_id, config)
+    contract = shop_contract(shop, config)
     return EffectiveSettings(
         shop_id=shop.id,
         contract_id=contract.contract_id if contract else None,
