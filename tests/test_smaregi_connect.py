@@ -274,3 +274,31 @@ def test_the_stand_in_gives_a_code_once_for_the_right_verifier_and_redirect(serv
     assert requests.get(f"{base}/userinfo", headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
     assert requests.get(f"{base}/authorize", params={"client_id": "unknown", "redirect_uri": "https://x"},
                         allow_redirects=False, timeout=5).status_code == 400
+
+
+def test_two_callbacks_racing_with_one_state_bind_once_and_reach_smaregi_once(pg_url, smaregi_em, shopify_em,
+                                                                              make_services):
+    import threading
+
+    services = make_services(pg_url, smaregi_url=smaregi_em[1], shopify_url=shopify_em[1])
+    em, _ = smaregi_em
+    em.signin_contract = THEIRS
+    app = create_app(services=services)
+    back = sign_in(start_connect(app.test_client(), services, SHOP))
+    em.add_fault(match=r"POST /authorize/token", latency_s=0.3)  # the winner is still talking to Smaregi
+    requests_before = em.stats["requests"]
+    barrier, statuses = threading.Barrier(2), []
+
+    def hit():
+        client = app.test_client()
+        barrier.wait()
+        statuses.append(client.get(back).status_code)
+
+    threads = [threading.Thread(target=hit) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(statuses) == [200, 400]
+    assert em.stats["requests"] - requests_before == 2  # one code exchange + one user info, from the winner
+    assert state_of(services)["proofs"] == 1
