@@ -8,14 +8,13 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .models import Shop, ShopSettings
-from .shops import ContractSource, resolve_contract, shop_contract
+from .shops import resolve_contract, shop_contract
 
 
 @dataclass(frozen=True)
 class EffectiveSettings:
     shop_id: int
     contract_id: str | None
-    contract_source: ContractSource | None
     sync_enabled: bool  # the shop's switch AND SMAREGI_SYNC_ENABLED
     blank_name_placeholder: str
     keep_store_member_codes: bool
@@ -61,7 +60,6 @@ def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET)
     return EffectiveSettings(
         shop_id=shop.id,
         contract_id=contract.contract_id if contract else None,
-        contract_source=contract.source if contract else None,
         sync_enabled=_switches_on(config, own.sync_enabled, shop.uninstalled_at),
         blank_name_placeholder=pick(own.blank_name_placeholder, "-") or "-",
         keep_store_member_codes=bool(own.keep_store_member_codes),
