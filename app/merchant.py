@@ -2,7 +2,6 @@
 verified session token; no query here can reach another shop's rows."""
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -10,15 +9,15 @@ from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select
 
+from . import connect
 from .models import Conversion, DataRequest, MemberLink, Shop, ShopSettings, SmaregiContract, utcnow
 from .points.ledger import shop_today
 from .points.member import forget_settings
 from .services import Services
 from .settings import effective_settings
+from .shops import ensure_shop
 from .smaregi.errors import SmaregiBadRequest, SmaregiError, SmaregiForbidden, SmaregiNotFound, SmaregiUnauthorized
 from .sync import operations, scheduler
-
-CONTRACT_ID = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class SettingsInvalid(Exception):
@@ -33,7 +32,6 @@ class SettingsInvalid(Exception):
 FIELD_ERRORS = {
     "whole_number": "Enter a whole number.",
     "out_of_range": "Enter a number from {low} to {high}.",
-    "contract_format": "A Smaregi contract ID has only letters, digits and _ (e.g. sb_abc123).",
     "minimum_not_multiple": "The minimum must be a multiple of the unit ({unit}).",
     "limit_below_minimum": "The daily limit cannot be below the minimum.",
     "placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
@@ -55,12 +53,7 @@ class AdminShop:
 
 def admin_shop(services: Services, domain: str) -> AdminShop:
     with services.db.transaction() as session:
-        shop_id = session.scalar(select(Shop.id).where(Shop.domain == domain))
-        if shop_id is None:
-            session.add(Shop(domain=domain))
-            session.flush()
-            shop_id = session.scalar(select(Shop.id).where(Shop.domain == domain))
-    return AdminShop(shop_id, domain)
+        return AdminShop(ensure_shop(session, domain), domain)
 
 
 # -- settings --------------------------------------------------------------------------------------------
@@ -69,9 +62,14 @@ def get_settings(services: Services, shop: AdminShop) -> dict[str, Any]:
         row = session.get(Shop, shop.shop_id)
         effective = effective_settings(session, row, services.config)
         own = session.get(ShopSettings, shop.shop_id)
+    connected = connect.connection(services, shop.shop_id)
     return {
-        "smaregi_contract_id": row.smaregi_contract_id or "",
+        # Read-only: only a Smaregi sign-in (POST /admin/api/smaregi/connect) changes the contract.
+        "smaregi_contract_id": connected["contract_id"] or "",
+        "smaregi_contract_source": connected["source"],
+        "smaregi_connected_at": connected["connected_at"],
         "default_contract_id": services.config.smaregi_contract_id or "",
+        "currency": effective.currency, "timezone": effective.timezone.key,
         "yen_per_point": effective.yen_per_point, "points_unit": effective.points_unit,
         "points_minimum": effective.points_minimum, "points_daily_limit": effective.points_daily_limit,
         "coupon_valid_days": effective.coupon_valid_days, "rank_labels": effective.rank_labels,
@@ -99,9 +97,6 @@ def save_settings(services: Services, shop: AdminShop, data: dict[str, Any]) -> 
         raise SettingsInvalid({"_": {"code": "invalid_request", "params": {},
                                      "message": "Send the settings as a JSON object."}})
     errors: dict[str, str] = {}
-    contract = str(data.get("smaregi_contract_id") or "").strip()
-    if contract and not CONTRACT_ID.fullmatch(contract):
-        errors["smaregi_contract_id"] = _error("contract_format")
     yen = _int(errors, data, "yen_per_point", 1, 10_000)
     unit = _int(errors, data, "points_unit", 1, 100_000)
     minimum = _int(errors, data, "points_minimum", 1, 1_000_000)
@@ -126,9 +121,6 @@ def save_settings(services: Services, shop: AdminShop, data: dict[str, Any]) -> 
     if errors:
         raise SettingsInvalid(errors)
     with services.db.transaction() as session:
-        row = session.get(Shop, shop.shop_id)
-        contract_changed = (row.smaregi_contract_id or "") != contract
-        row.smaregi_contract_id = contract or None
         own = session.get(ShopSettings, shop.shop_id) or ShopSettings(shop_id=shop.shop_id)
         own.yen_per_point, own.points_unit, own.points_minimum = yen, unit, minimum
         own.points_daily_limit, own.coupon_valid_days = daily, days
@@ -137,19 +129,16 @@ def save_settings(services: Services, shop: AdminShop, data: dict[str, Any]) -> 
         own.keep_store_member_codes, own.sync_enabled = data["keep_store_member_codes"], data["sync_enabled"]
         session.add(own)
     forget_settings(shop.domain)
-    if contract_changed:
-        scheduler.schedule_now(services, "member_directory")  # first import for the new contract
     return get_settings(services, shop)
 
 
 # -- Smaregi connection --------------------------------------------------------------------------------------
 def test_connection(services: Services, shop: AdminShop) -> dict[str, Any]:
     """Each check in plain words, so the merchant knows what to fix."""
-    settings = get_settings(services, shop)
-    contract = settings["smaregi_contract_id"] or settings["default_contract_id"]
+    contract = connect.connection(services, shop.shop_id)["contract_id"]
     if not contract:
         return {"ok": False, "checks": [{"name": "contract", "ok": False,
-                                         "message": "Enter your Smaregi contract ID (契約ID) first."}]}
+                                         "message": "Connect Smaregi first (sign in with your Smaregi account)."}]}
     client = services.smaregi.contract(contract)
     deadline = time.monotonic() + 10
     checks: list[dict[str, Any]] = []
@@ -193,8 +182,7 @@ def test_connection(services: Services, shop: AdminShop) -> dict[str, Any]:
 
 
 def directory_progress(services: Services, shop: AdminShop, start: bool = False) -> dict[str, Any]:
-    settings = get_settings(services, shop)
-    contract = settings["smaregi_contract_id"] or settings["default_contract_id"]
+    contract = connect.connection(services, shop.shop_id)["contract_id"]
     if start:
         scheduler.schedule_now(services, "member_directory")
     with services.db.transaction() as session:

@@ -78,9 +78,12 @@ class Shop(Base):
     token_locked_at: Mapped[datetime | None]  # written to take the per-shop token lock
     installed_at: Mapped[datetime | None]
     uninstalled_at: Mapped[datetime | None]
+    # Only ever set by a Smaregi sign-in that proved it (app/connect.py); never typed in.
     smaregi_contract_id: Mapped[str | None] = mapped_column(String(64))
+    # Read from Shopify's `shop { currencyCode ianaTimezone }` (app/shopify/profile.py).
     timezone: Mapped[str] = mapped_column(String(64), default="Asia/Tokyo", server_default="Asia/Tokyo")
     currency: Mapped[str] = mapped_column(String(3), default="JPY", server_default="JPY")
+    profile_read_at: Mapped[datetime | None]  # None: still the defaults above
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -101,6 +104,31 @@ class ShopSettings(Base):
     keep_store_member_codes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     sync_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SmaregiSignInState(Base):
+    """A "Connect Smaregi" in progress. The browser holds the state; we keep only its hash, the
+    shop it was issued to and the PKCE verifier. Single use, short-lived."""
+
+    __tablename__ = "smaregi_sign_in_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the state
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    code_verifier_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class SmaregiConnection(Base):
+    """Every proof: this shop signed in to Smaregi and user info named this contract, at this time."""
+
+    __tablename__ = "smaregi_connections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"), index=True)
+    contract_id: Mapped[str] = mapped_column(String(64))
+    proven_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SmaregiContract(Base):

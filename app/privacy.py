@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from .config import Config
 from .models import (
     BalanceSnapshot,
     Conversion,
@@ -22,6 +23,7 @@ from .models import (
     WebhookDelivery,
     utcnow,
 )
+from .shops import contracts_in_use, shop_contract
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +63,16 @@ def data_request(session: Session, shop: Shop, payload: dict[str, Any]) -> str:
     return "data_request_recorded"
 
 
-def redact_customer(session: Session, shop: Shop, payload: dict[str, Any]) -> str:
+def redact_customer(session: Session, config: Config, shop: Shop, payload: dict[str, Any]) -> str:
     """Delete the customer's personal data: their link (names, e-mail, phone, address we held),
     cached balance and earlier exports. The conversion ledger keeps amounts and codes (accounting)
     but nothing that names the person."""
     customer_id = _customer_id(payload)
     link = session.scalar(select(MemberLink).where(MemberLink.shop_id == shop.id,
                                                    MemberLink.shopify_customer_id == customer_id))
-    if link is not None and link.smaregi_customer_id and shop.smaregi_contract_id:
-        session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == shop.smaregi_contract_id,
+    contract = shop_contract(shop, config)
+    if link is not None and link.smaregi_customer_id and contract is not None:
+        session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == contract.contract_id,
                                                       DirectoryMember.smaregi_customer_id == link.smaregi_customer_id))
     for model in (MemberLink, BalanceSnapshot, DataRequest):
         session.execute(delete(model).where(model.shop_id == shop.id, model.shopify_customer_id == customer_id))
@@ -77,18 +80,17 @@ def redact_customer(session: Session, shop: Shop, payload: dict[str, Any]) -> st
     return "customer_redacted"
 
 
-def redact_shop(session: Session, shop_domain: str) -> str:
-    """Forty-eight hours after uninstall: every row of the shop goes, webhook records included."""
+def redact_shop(session: Session, config: Config, shop_domain: str) -> str:
+    """Forty-eight hours after uninstall: every row of the shop goes, webhook records included.
+    The contract's directory goes too unless another shop (or SMAREGI_CONTRACT_ID) still uses it."""
     shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
     if shop is not None:
-        contract = shop.smaregi_contract_id
-        session.delete(shop)  # settings, links, conversions, snapshots, exports: ON DELETE CASCADE
+        contract = shop_contract(shop, config)
+        session.delete(shop)  # settings, links, conversions, snapshots, exports, proofs: ON DELETE CASCADE
         session.flush()
-        still_used = contract and session.scalar(select(func.count()).select_from(Shop)
-                                                 .where(Shop.smaregi_contract_id == contract))
-        if contract and not still_used:
-            session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == contract))
-            session.execute(delete(SmaregiContract).where(SmaregiContract.contract_id == contract))
+        if contract is not None and contract.contract_id not in contracts_in_use(session, config):
+            session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == contract.contract_id))
+            session.execute(delete(SmaregiContract).where(SmaregiContract.contract_id == contract.contract_id))
     session.execute(delete(WebhookDelivery).where(WebhookDelivery.shop_domain == shop_domain))
     log.info("privacy.shop_redacted", extra={"shop": shop_domain})
     return "shop_redacted"

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from .config import Config
 from .models import Shop, ShopSettings
+from .shops import resolve_contract, shop_contract
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,12 @@ _UNSET = object()
 def is_syncable(config: Config, shop_contract_id: str | None, shop_sync_enabled: bool | None,
                 uninstalled_at) -> bool:
     """A shop's members sync when a contract applies, both switches are on and it is installed."""
-    return bool((shop_contract_id or config.smaregi_contract_id) and config.smaregi_sync_enabled
-                and shop_sync_enabled is not False and uninstalled_at is None)
+    return bool(resolve_contract(shop_contract_id, config) is not None and _switches_on(
+        config, shop_sync_enabled, uninstalled_at))
+
+
+def _switches_on(config: Config, shop_sync_enabled: bool | None, uninstalled_at) -> bool:
+    return bool(config.smaregi_sync_enabled and shop_sync_enabled is not False and uninstalled_at is None)
 
 
 def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET) -> EffectiveSettings:
@@ -51,10 +56,11 @@ def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET)
     def pick(value, default):
         return default if value is None else value
 
+    contract = shop_contract(shop, config)
     return EffectiveSettings(
         shop_id=shop.id,
-        contract_id=shop.smaregi_contract_id or config.smaregi_contract_id,
-        sync_enabled=is_syncable(config, "any", own.sync_enabled, shop.uninstalled_at),
+        contract_id=contract.contract_id if contract else None,
+        sync_enabled=_switches_on(config, own.sync_enabled, shop.uninstalled_at),
         blank_name_placeholder=pick(own.blank_name_placeholder, "-") or "-",
         keep_store_member_codes=bool(own.keep_store_member_codes),
         yen_per_point=pick(own.yen_per_point, defaults.yen_per_point),

@@ -14,7 +14,7 @@ from .conftest import CONTRACT, SHOP
 from .helpers import customer
 
 OTHER = "other-shop.myshopify.com"
-VALID = {"smaregi_contract_id": "", "yen_per_point": 2, "points_unit": 50, "points_minimum": 100,
+VALID = {"yen_per_point": 2, "points_unit": 50, "points_minimum": 100,
          "points_daily_limit": 5000, "coupon_valid_days": 14, "blank_name_placeholder": "未入力",
          "rank_labels": {"gold": {"ja": "ゴールド会員", "en": "Gold Member"}},
          "keep_store_member_codes": True, "sync_enabled": True}
@@ -65,15 +65,15 @@ def test_another_shops_token_never_sees_or_changes_this_shops_data(services, adm
 def test_settings_are_validated_field_by_field_and_nothing_is_saved_on_error(services, admin):
     before = admin("GET", "/settings").json
     bad = {**VALID, "points_minimum": 120, "coupon_valid_days": 0, "yen_per_point": "two",
-           "smaregi_contract_id": "sb/1", "blank_name_placeholder": ""}
+           "blank_name_placeholder": ""}
     resp = admin("PUT", "/settings", json=bad)
     assert resp.status_code == 422
     assert set(resp.json["errors"]) == {"points_minimum", "coupon_valid_days", "yen_per_point",
-                                        "smaregi_contract_id", "blank_name_placeholder"}
+                                        "blank_name_placeholder"}
     assert resp.json["errors"]["points_minimum"] == {"code": "minimum_not_multiple", "params": {"unit": "50"},
                                                       "message": "The minimum must be a multiple of the unit (50)."}
     assert admin("GET", "/settings").json == before
-    saved = admin("PUT", "/settings", json={**VALID, "smaregi_contract_id": CONTRACT}).json
+    saved = admin("PUT", "/settings", json=VALID).json
     assert (saved["points_unit"], saved["coupon_valid_days"], saved["smaregi_contract_id"]) == (50, 14, CONTRACT)
     with services.db.transaction() as s:
         own = s.scalar(select(ShopSettings))
@@ -111,13 +111,16 @@ def test_a_conflict_is_resolved_by_choosing_the_store_member(services, admin, sm
 
 
 def test_connection_test_says_what_is_wrong_in_plain_words(services, admin, smaregi_em):
+    from .smaregi_connect_support import connect
+
     em, _ = smaregi_em
     ok = admin("POST", "/smaregi/test").json
     assert ok["ok"] is True and [c["name"] for c in ok["checks"]] == ["credentials", "members", "required_fields"]
-    admin("PUT", "/settings", json={**VALID, "smaregi_contract_id": "sb_nope"})
+    client = create_app(services=services).test_client()
+    assert connect(client, services, em, SHOP, "sb_nope").status_code == 200  # a sign-in to a contract we can't use
     unknown = admin("POST", "/smaregi/test").json
     assert unknown["ok"] is False and "does not know the contract ID sb_nope" in unknown["checks"][0]["message"]
-    admin("PUT", "/settings", json={**VALID, "smaregi_contract_id": CONTRACT})
+    assert connect(client, services, em, SHOP, CONTRACT).status_code == 200
     em.contracts[CONTRACT].plan = "standard"
     plan = admin("POST", "/smaregi/test").json
     assert "Premium Plus" in plan["checks"][-1]["message"]

@@ -1,6 +1,8 @@
 """App Home in headless Chromium, with App Bridge stubbed and Shopify's CDN unreachable."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import create_app
@@ -66,3 +68,24 @@ def test_connection_test_reports_each_check(admin_page):
     browser.click("[data-test-connection]")
     browser.wait_for("document.querySelectorAll('[data-checks] li').length === 3")
     assert "birthDate" in browser.text("[data-checks]")
+
+
+def test_connect_smaregi_sends_the_whole_tab_to_smaregi_and_shows_the_proven_contract(admin_page, services):
+    from .smaregi_connect_support import sign_in
+
+    browser, em = admin_page
+    section = browser.text("#setup")
+    assert f"接続中の契約ID：{CONTRACT}" in section and "SMAREGI_CONTRACT_ID" in section
+    assert "JPY" in section and "Asia/Tokyo" in section and "契約ID" not in browser.eval(
+        "Array.from(document.querySelectorAll('#setup input')).map(i => i.name).join(',')")
+    browser.eval("window.open = function (url, target) { window.__opened = [url, target]; }")
+    browser.click("[data-connect-smaregi]")
+    url, target = browser.wait_for("window.__opened")
+    assert target == "_top" and url.startswith(f"{services.smaregi.id_base}/authorize?")
+    em.signin_contract = "sb_proven01"
+    assert create_app(services=services).test_client().get(sign_in(url)).status_code == 200
+    browser.eval("setTimeout(function () { location.reload(); }, 0)")
+    time.sleep(0.5)
+    browser.wait_for("document.body.dataset.ready === '1' && "
+                     "document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
+    assert "スマレジへのログインで確認済み" in browser.text("#setup")

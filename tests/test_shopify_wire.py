@@ -38,6 +38,7 @@ def wire(tmp_path, make_services, request):
         services = make_services(url)
         services.shop_tokens.admin_base = services.admin.admin_base = "https://{shop}"  # no emulator: cassette only
         origins = {}
+    services.shop_tokens.after_install = None  # the shop profile read has its own cassette (test_shop_profile.py)
     cassette = cassettes("shopify", origins)
 
     return services, cassette

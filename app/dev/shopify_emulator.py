@@ -8,7 +8,8 @@ routes there: `/{shop}/admin/oauth/access_token`, `/{shop}/admin/api/{version}/g
 - a refresh returns a new access token AND a new refresh token; the previous refresh token keeps
   working until the new access token is first used (Shopify's "resilient refresh");
 - GraphQL: discountCodeBasicCreate (duplicate code → TAKEN userError), discountCodeDelete,
-  discountCodeDeactivate, codeDiscountNodeByCode, metafieldsSet (with compareDigest), customer;
+  discountCodeDeactivate, codeDiscountNodeByCode, metafieldsSet (with compareDigest), customer,
+  shop { currencyCode ianaTimezone } (set per shop with `set_profile`);
 - faults: forced HTTP status, THROTTLED errors, latency.
 """
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ShopState:
     customers: dict[str, dict[str, Any]] = field(default_factory=dict)  # gid → customer
     discounts: dict[str, dict[str, Any]] = field(default_factory=dict)  # gid → discount
     metafields: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    currency: str = "JPY"
+    timezone: str = "Asia/Tokyo"
 
 
 @dataclass
@@ -83,6 +86,11 @@ class ShopifyEmulator:
         with self.lock:
             self.shop(domain).customers[gid] = customer
         return customer
+
+    def set_profile(self, domain: str, *, currency: str, timezone: str) -> None:
+        with self.lock:
+            s = self.shop(domain)
+            s.currency, s.timezone = currency, timezone
 
     def add_fault(self, **kwargs: Any) -> GqlFault:
         fault = GqlFault(**kwargs)
@@ -213,6 +221,8 @@ class ShopifyEmulator:
             mf = s.metafields.get((gid, namespace, key))
             out["metafield"] = {"value": mf["value"], "compareDigest": digest(mf["value"])} if mf else None
             return {"customer": out}
+        if re.search(r"\bshop\s*\{", query):
+            return {"shop": {"currencyCode": s.currency, "ianaTimezone": s.timezone}}
         raise ValueError("operation not emulated")
 
     def _create_discount(self, s: ShopState, d: dict[str, Any]) -> dict[str, Any]:
@@ -292,6 +302,12 @@ class ShopifyEmulator:
             for c in request.get_json(force=True):
                 self.add_customer(shop, int(c.pop("id")), **c)
             return jsonify({"customers": len(self.shop(shop).customers)})
+
+        @app.post("/_emulator/<shop>/profile")
+        def profile(shop: str):
+            body = request.get_json(force=True) or {}
+            self.set_profile(shop, currency=body["currency"], timezone=body["timezone"])
+            return jsonify({"currency": body["currency"], "timezone": body["timezone"]})
 
         @app.get("/_emulator/counts")
         def counts():

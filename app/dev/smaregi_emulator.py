@@ -11,12 +11,19 @@ guesses. One server answers both hosts: `/app/{contract}/token` (IdP) and `/{con
 - a fixed clock-second rate limit per contract (reads, writes; the token call counts as a write):
   429 with Retry-After;
 - switchable faults: forced status, latency, stall AFTER applying a change (the double-deduction
-  trap), forced 401.
+  trap), forced 401;
+- Smaregi ID's sign-in (authorization code + PKCE S256): `/authorize` approves at once as the
+  configured contract's user (dev has no password page) or answers a fault (`denied`: the user
+  refused; `wrong_state`: the redirect carries another state), `/authorize/token` exchanges a code
+  once (client, redirect URI and verifier must match), `/userinfo` names the contract. The shape of
+  user info beyond `sub` / `contract.id` / `contract.is_owner` is inferred.
 
 Control endpoints under /_emulator/ (reset, faults, stats, members) serve tests and the dev runner.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import threading
 import time
@@ -25,8 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 
 JST = timezone(timedelta(hours=9))
 READ_SCOPE, WRITE_SCOPE = "pos.customers:read", "pos.customers:write"
@@ -80,6 +88,23 @@ class Fault:
         return True
 
 
+CODE_TTL_S = 600
+
+
+@dataclass
+class SignInCode:
+    contract_id: str
+    client_id: str
+    redirect_uri: str
+    code_challenge: str | None
+    expires_at: float
+    used: bool = False
+
+
+def _s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
 @dataclass
 class Contract:
     contract_id: str
@@ -107,6 +132,10 @@ class SmaregiEmulator:
         self.windows: dict[tuple[str, str, int], int] = {}
         self.stats: dict[str, Any] = {}
         self.reset_stats()
+        self.signin_contract: str | None = None  # whose user signs in at /authorize (None: the first contract)
+        self.signin_fault: str | None = None  # "denied" | "wrong_state"
+        self.codes: dict[str, SignInCode] = {}
+        self.user_tokens: dict[str, tuple[str, float]] = {}  # user access token → (contract, expiry)
 
     # -- state helpers used by tests and the seeder -----------------------------------------------
     def reset_stats(self) -> None:
@@ -150,6 +179,15 @@ class SmaregiEmulator:
         with self.lock:
             return next((m for m in self.contract(contract_id).customers.values()
                          if m["customerCode"] == code), None)
+
+    def issue_code(self, contract_id: str, *, client_id: str, redirect_uri: str, code_challenge: str | None,
+                   code: str | None = None) -> str:
+        """What /authorize does once the user approved (tests use it to record a fixed code)."""
+        code = code or uuid.uuid4().hex
+        with self.lock:
+            self.codes[code] = SignInCode(contract_id, client_id, redirect_uri, code_challenge,
+                                          self.clock() + CODE_TTL_S)
+        return code
 
     def add_fault(self, **kwargs: Any) -> Fault:
         fault = Fault(**kwargs)
@@ -493,7 +531,69 @@ class SmaregiEmulator:
                 rows = sort_rows(rows, "transactionHeadId")
             return jsonify(rows[(page - 1) * limit: page * limit])
 
+        # -- Smaregi ID sign-in (authorization code) ---------------------------------------------
+        @app.get("/authorize")
+        def authorize():
+            args = request.args
+            redirect_uri = args.get("redirect_uri", "")
+            if args.get("client_id") not in em.clients or not redirect_uri.startswith(("http://", "https://")):
+                raise Problem(400, "Bad Request", "[client_id] invalid_request")  # never redirect to the unknown
+            back = redirect_uri + ("&" if "?" in redirect_uri else "?")
+            state = args.get("state", "")
+            if args.get("response_type") != "code" or "openid" not in args.get("scope", "").split():
+                return redirect(back + urlencode({"error": "invalid_scope", "state": state}))
+            challenge = args.get("code_challenge")
+            if challenge and args.get("code_challenge_method", "plain") != "S256":
+                return redirect(back + urlencode({"error": "invalid_request", "state": state}))
+            if em.signin_fault == "denied":
+                return redirect(back + urlencode({"error": "access_denied", "state": state}))
+            contract_id = em.signin_contract or next(iter(em.contracts))
+            code = em.issue_code(contract_id, client_id=args["client_id"], redirect_uri=redirect_uri,
+                                 code_challenge=challenge)
+            if em.signin_fault == "wrong_state":
+                state = state + "x"
+            return redirect(back + urlencode({"code": code, "state": state}))
+
+        @app.post("/authorize/token")
+        def user_token():
+            auth = request.authorization
+            if auth is None or em.clients.get(auth.username or "") != auth.password:
+                raise Problem(401, "Unauthorized", "クライアント認証に失敗しました")
+            if request.form.get("grant_type") != "authorization_code":
+                raise Problem(400, "Bad Request", "[grant_type] unsupported_grant_type")
+            with em.lock:
+                issued = em.codes.get(request.form.get("code", ""))
+                if issued is None or issued.used or issued.expires_at <= em.clock() \
+                        or issued.client_id != auth.username:
+                    raise Problem(400, "Bad Request", "[code] invalid_grant")
+                issued.used = True  # a code works once, even when the rest of this request is wrong
+                if request.form.get("redirect_uri") != issued.redirect_uri:
+                    raise Problem(400, "Bad Request", "[redirect_uri] invalid_grant")
+                verifier = request.form.get("code_verifier", "")
+                if issued.code_challenge and _s256(verifier) != issued.code_challenge:
+                    raise Problem(400, "Bad Request", "[code_verifier] invalid_grant")
+                value = "emu-ut-" + uuid.uuid4().hex
+                em.user_tokens[value] = (issued.contract_id, em.clock() + em.token_ttl_s)
+            return jsonify({"access_token": value, "token_type": "Bearer", "expires_in": em.token_ttl_s,
+                            "scope": "openid"})
+
+        @app.get("/userinfo")
+        def userinfo():
+            header = request.headers.get("Authorization", "")
+            with em.lock:
+                entry = em.user_tokens.get(header[7:] if header.startswith("Bearer ") else "")
+            if entry is None or entry[1] <= em.clock():
+                raise Problem(401, "Unauthorized", "アクセストークンが無効です")
+            return jsonify({"sub": f"{entry[0]}-user-1",
+                            "contract": {"id": entry[0], "user_id": "1", "is_owner": True}})
+
         # -- control ----------------------------------------------------------------------------
+        @app.post("/_emulator/signin")
+        def signin_settings():
+            body = request.get_json(force=True) or {}
+            em.signin_contract, em.signin_fault = body.get("contract_id"), body.get("fault")
+            return jsonify({"contract_id": em.signin_contract, "fault": em.signin_fault})
+
         @app.post("/_emulator/faults")
         def add_fault():
             em.add_fault(**(request.get_json(force=True) or {}))

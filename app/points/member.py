@@ -8,9 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..db import Database, insert_ignoring_conflict
-from ..models import DirectoryMember, MemberLink, Shop, utcnow
+from ..db import Database
+from ..models import DirectoryMember, MemberLink, Shop
 from ..settings import EffectiveSettings, effective_settings
+from ..shops import ensure_shop
 from ..smaregi.client import SmaregiClient
 from .errors import NotRegistered, PosUnavailable
 
@@ -44,11 +45,7 @@ def shop_and_settings_in(session: Session, config: Config, shop_domain: str) -> 
     if cached and cached[0] > time.monotonic():
         shop_id, settings = cached[1], cached[2]
     else:
-        shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
-        if shop is None:
-            insert_ignoring_conflict(session, Shop, {"domain": shop_domain, "created_at": utcnow(),
-                                                     "updated_at": utcnow()}, ["domain"])
-            shop = session.scalar(select(Shop).where(Shop.domain == shop_domain))
+        shop = session.get(Shop, ensure_shop(session, shop_domain))
         shop_id, settings = shop.id, effective_settings(session, shop, config)
         _settings_cache[shop_domain] = (time.monotonic() + SETTINGS_TTL_S, shop_id, settings)
     if settings.contract_id is None:

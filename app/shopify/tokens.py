@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,8 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..crypto import TokenCipher
-from ..db import Database, insert_ignoring_conflict
+from ..db import Database
 from ..models import Shop, utcnow
+from ..shops import ensure_shop
 from .transport import admin_http_client
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,23 @@ class ShopTokens:
         # Every Admin call needs the token; most would re-read and decrypt the same row. A minute's
         # memory bounds how long another process's uninstall or refresh goes unnoticed here.
         self._memory: dict[str, tuple[float, AccessToken]] = {}
+        # Called with the domain once the shop has a token but its profile (currency, time zone)
+        # was never read: right after install, or on a later load if that read failed.
+        self.after_install: Callable[[str], object] | None = None
 
     # -- install ---------------------------------------------------------------------------
     def ensure_installed(self, domain: str, id_token, invalid_token_response) -> bool:
         """Exchange the verified id token for an expiring offline token unless the shop has a
         usable one. Returns True when an exchange happened. Nothing is stored on failure."""
+        exchanged = self._exchange_unless_usable(domain, id_token, invalid_token_response)
+        if self.after_install is not None:
+            with self.db.transaction() as session:
+                unread = session.scalar(select(Shop.profile_read_at).where(Shop.domain == domain)) is None
+            if unread:
+                self.after_install(domain)  # outside the lock: it calls Shopify with the new token
+        return exchanged
+
+    def _exchange_unless_usable(self, domain: str, id_token, invalid_token_response) -> bool:
         self._ensure_row(domain)
         with self.db.transaction() as session:
             shop = self._lock(session, domain)
@@ -158,8 +172,7 @@ class ShopTokens:
 
     def _ensure_row(self, domain: str) -> None:
         with self.db.transaction() as session:
-            insert_ignoring_conflict(session, Shop, {"domain": domain, "created_at": utcnow(),
-                                                     "updated_at": utcnow()}, ["domain"])
+            ensure_shop(session, domain)
 
     def _lock(self, session: Session, domain: str) -> Shop | None:
         session.execute(update(Shop).where(Shop.domain == domain).values(token_locked_at=utcnow()))

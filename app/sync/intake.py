@@ -22,6 +22,7 @@ from ..config import Config
 from ..db import Database
 from ..models import MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
 from ..settings import is_syncable
+from ..shops import ensure_shop
 from .mapping import customer_state, fingerprint
 
 log = logging.getLogger(__name__)
@@ -88,13 +89,13 @@ def record(db: Database, config: Config, delivery: Delivery) -> str:
         if first_time is None:
             outcome = "duplicate"
         elif delivery.topic in CUSTOMER_TOPICS:
-            shop = _shop(conn, statements, delivery.shop_domain)
+            shop = _shop(session, statements, delivery.shop_domain)
             syncable = is_syncable(config, shop.smaregi_contract_id, shop.sync_enabled, shop.uninstalled_at)
             outcome = record_customer(conn, shop.id, syncable, delivery.payload)
             if outcome == "queued" and statements.notify is not None:
                 conn.execute(statements.notify)  # delivered at commit
         elif delivery.topic in LIFECYCLE_TOPICS:
-            outcome = _lifecycle(session, delivery)
+            outcome = _lifecycle(session, config, delivery)
         else:
             outcome = "ignored"
     log.info("webhook.recorded", extra={"shop": delivery.shop_domain, "topic": delivery.topic,
@@ -102,9 +103,9 @@ def record(db: Database, config: Config, delivery: Delivery) -> str:
     return outcome
 
 
-def _lifecycle(session: Session, delivery: Delivery) -> str:
+def _lifecycle(session: Session, config: Config, delivery: Delivery) -> str:
     if delivery.topic == "shop/redact":
-        return privacy.redact_shop(session, delivery.shop_domain)
+        return privacy.redact_shop(session, config, delivery.shop_domain)
     shop = session.scalar(select(Shop).where(Shop.domain == delivery.shop_domain))
     if shop is None:
         return "unknown_shop"  # nothing of theirs is stored
@@ -112,7 +113,7 @@ def _lifecycle(session: Session, delivery: Delivery) -> str:
         return privacy.uninstalled(session, shop)
     if delivery.topic == "customers/data_request":
         return privacy.data_request(session, shop, delivery.payload)
-    return privacy.redact_customer(session, shop, delivery.payload)
+    return privacy.redact_customer(session, config, shop, delivery.payload)
 
 
 def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dict[str, Any]) -> str:
@@ -135,12 +136,12 @@ def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dic
     return "queued" if row.state == "pending" else "paused"
 
 
-def _shop(conn: Connection, statements: _Statements, domain: str):
-    row = conn.execute(statements.shop, {"domain": domain}).first()
+def _shop(session: Session, statements: _Statements, domain: str):
+    row = session.connection().execute(statements.shop, {"domain": domain}).first()
     if row is None:
         # A shop can send webhooks before anyone opened App Home: record it, sync when a contract applies.
-        conn.execute(statements.new_shop, {"domain": domain, "now": utcnow()})
-        row = conn.execute(statements.shop, {"domain": domain}).first()
+        ensure_shop(session, domain)
+        row = session.connection().execute(statements.shop, {"domain": domain}).first()
     return row
 
 
@@ -148,7 +149,6 @@ def _shop(conn: Connection, statements: _Statements, domain: str):
 class _Statements:
     delivery: Any
     shop: Any
-    new_shop: Any
     link: Any
     notify: Any
 
@@ -166,8 +166,6 @@ def _statements(dialect: str) -> _Statements:
     shop = (select(shops.c.id, shops.c.smaregi_contract_id, shops.c.uninstalled_at, settings.c.sync_enabled)
             .select_from(shops.outerjoin(settings, settings.c.shop_id == shops.c.id))
             .where(shops.c.domain == bindparam("domain")))
-    new_shop = insert(shops).values(domain=bindparam("domain"), created_at=bindparam("now"),
-                                    updated_at=bindparam("now")).on_conflict_do_nothing()
     link = insert(links).values(
         shop_id=bindparam("shop_id"), shopify_customer_id=bindparam("shopify_customer_id"),
         desired=bindparam("desired"), desired_hash=bindparam("desired_hash"),
@@ -192,4 +190,4 @@ def _statements(dialect: str) -> _Statements:
         where=or_(old.shopify_updated_at.is_(None), new.shopify_updated_at >= old.shopify_updated_at),
     ).returning(links.c.next_attempt_at, links.c.state)
     notify = text(f"NOTIFY {NOTIFY_CHANNEL}") if dialect == "postgresql" else None
-    return _Statements(delivery, shop, new_shop, link, notify)
+    return _Statements(delivery, shop, link, notify)

@@ -10,10 +10,11 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, update
 
+from .. import shops
 from ..db import insert_ignoring_conflict
-from ..models import RateSlot, ScheduledJob, Shop, utcnow
+from ..models import RateSlot, ScheduledJob, utcnow
 from ..services import Services
 from . import directory
 
@@ -26,10 +27,7 @@ IMPORT_PAGES_PER_RUN = 20
 
 def contracts_in_use(services: Services) -> list[str]:
     with services.db.transaction() as session:
-        own = session.scalars(select(Shop.smaregi_contract_id).where(Shop.smaregi_contract_id.is_not(None),
-                                                                     Shop.uninstalled_at.is_(None))
-                              .distinct()).all()
-    return sorted(set(own) | ({services.config.smaregi_contract_id} if services.config.smaregi_contract_id else set()))
+        return shops.contracts_in_use(session, services.config)
 
 
 def refresh_directories(services: Services) -> float:

@@ -11,12 +11,13 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, app_home, customer_account, errors, health, proxy, webhooks
+    from . import admin, app_home, customer_account, errors, health, proxy, smaregi_connect, webhooks
 
     errors.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(customer_account.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(smaregi_connect.bp)
     app.register_blueprint(proxy.bp)
     app.register_blueprint(app_home.bp)
     app.register_blueprint(webhooks.bp)
