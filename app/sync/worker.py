@@ -15,7 +15,7 @@ import uuid
 
 from sqlalchemy import select, update
 
-from ..models import MemberLink, Shop, utcnow
+from ..models import LinkState, MemberLink, Shop, utcnow
 from ..services import Services
 from ..settings import effective_settings
 from ..smaregi.errors import (
@@ -33,7 +33,7 @@ from ..smaregi.errors import (
 from . import queue, scheduler
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
-from .matching import Conflict, Job, sync_member
+from .matching import Conflict, Held, Job, sync_member
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,10 @@ class Worker:
             queue.conflict(self.s.db, job, self.name, exc.candidates)
             log.warning("sync.conflict", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
             return
+        except Held as exc:
+            queue.hold(self.s.db, job, self.name, exc.candidates)
+            log.info("sync.held_unverified_email", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
+            return
         except Exception as exc:
             failure = describe(exc)
             queue.fail(self.s.db, job, self.name, failure)
@@ -132,12 +136,12 @@ def resume_paused(services: Services) -> int:
     """Paused links of shops that can sync again become due (newest state only: that is all we keep)."""
     resumed = 0
     with services.db.transaction() as session:
-        shop_ids = session.scalars(select(MemberLink.shop_id).where(MemberLink.state == "paused").distinct()).all()
+        shop_ids = session.scalars(select(MemberLink.shop_id).where(MemberLink.state == LinkState.PAUSED).distinct()).all()
         for shop_id in shop_ids:
             if effective_settings(session, session.get(Shop, shop_id), services.config).syncable:
                 result = session.execute(update(MemberLink)
-                                         .where(MemberLink.shop_id == shop_id, MemberLink.state == "paused")
-                                         .values(state="pending", next_attempt_at=utcnow()))
+                                         .where(MemberLink.shop_id == shop_id, MemberLink.state == LinkState.PAUSED)
+                                         .values(state=LinkState.PENDING, next_attempt_at=utcnow()))
                 resumed += result.rowcount
     if resumed:
         log.info("sync.resumed", extra={"links": resumed})
