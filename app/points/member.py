@@ -71,7 +71,8 @@ def linked_member(session: Session, contract_id: str, shop_id: int, customer_id:
         .outerjoin(DirectoryMember, (DirectoryMember.contract_id == contract_id)
                    & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
         .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
-               MemberLink.smaregi_customer_id.is_not(None), MemberLink.state.not_in((LinkState.CONFLICT, LinkState.HELD)))).first()
+               MemberLink.smaregi_customer_id.is_not(None),
+               MemberLink.state.not_in((LinkState.CONFLICT, LinkState.HELD)))).first()
     return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank) if row else None
 
 

@@ -27,8 +27,8 @@ EMAIL_KEY_MAX = 254  # RFC 5321's longest address; the directory's column holds 
 
 def normalize_email(value: Any) -> str | None:
     """The one key e-mails are compared by (member directory, matching, import). NFKC then case
-    folding, so an address typed full-width at the register (ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｃｏｍ) or
-    in another case matches; no provider-specific dot/plus folding, since two addresses that differ
+    folding, so an address typed in full-width letters at the register, or in another case,
+    matches; no provider-specific dot/plus folding, since two addresses that differ
     there may be two people."""
     email = unicodedata.normalize("NFKC", str(value or "")).strip().casefold()
     return email if "@" in email and len(email) <= EMAIL_KEY_MAX else None
