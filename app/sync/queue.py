@@ -77,6 +77,20 @@ def renew(db: Database, job: Job, owner: str) -> bool:
         return result.rowcount == 1
 
 
+def release(db: Database, link_ids: list[int], owner: str) -> int:
+    """Hand back claimed links this worker will not work on (it is stopping): due again at once."""
+    with db.transaction() as session:
+        return session.execute(update(MemberLink).where(MemberLink.id.in_(link_ids), MemberLink.lease_owner == owner)
+                               .values(leased_until=None, lease_owner=None)).rowcount
+
+
+def release_all(db: Database, owner: str) -> int:
+    """After an error in the loop nothing of this worker is running: every lease it holds can go."""
+    with db.transaction() as session:
+        return session.execute(update(MemberLink).where(MemberLink.lease_owner == owner)
+                               .values(leased_until=None, lease_owner=None)).rowcount
+
+
 def _still_ours(session, job: Job, owner: str) -> MemberLink | None:
     """The link, locked, if our lease on it still holds (else another worker took it over)."""
     link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
