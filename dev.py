@@ -6,8 +6,8 @@
     python3 dev.py serve   # web + worker only, for `shopify app dev` (real Shopify, your settings)
 
 Both create `.venv/` from the hash-pinned `requirements.lock` and `requirements-dev.lock` on first
-use (and again whenever either changes), so nobody activates a virtualenv or installs a package by hand. Standard library only: this file
-runs before any dependency exists.
+use (and again whenever either changes), so nobody activates a virtualenv or installs a package by
+hand. Standard library only: this file runs before any dependency exists.
 """
 from __future__ import annotations
 
