@@ -214,3 +214,38 @@ def test_a_database_error_in_the_loop_is_logged_and_the_loop_carries_on(pg_url, 
     assert calls["n"] > 2 and synced(services) == 1 and not thread.is_alive()
     assert members(em)[0]["customerCode"] == str(FIRST_ID)
     assert CONTRACT in em.contracts
+
+
+def test_a_periodic_job_cut_off_by_a_database_error_runs_again_at_once_not_after_its_lease(pg_url, make_services,
+                                                                                           monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from app.sync import scheduler
+
+    services = make_services(pg_url)
+    runs: list[float] = []
+    real_release = scheduler.release
+    released = {"n": 0}
+
+    def sweeper(_services):
+        runs.append(time.monotonic())
+        return 15
+
+    def release_once_broken(s, name, again_s, error):
+        released["n"] += 1
+        if released["n"] == 1:  # the database went away right as the job finished
+            raise OperationalError("UPDATE scheduled_jobs", {}, psycopg.OperationalError("server closed the connection"))
+        real_release(s, name, again_s, error)
+    monkeypatch.setattr(scheduler, "JOBS", {"conversion_sweeper": sweeper})
+    monkeypatch.setattr(scheduler, "release", release_once_broken)
+    monkeypatch.setattr("app.sync.worker.ERROR_BACKOFF_S", (0.1,))
+    stop = threading.Event()
+    thread = threading.Thread(target=Worker(services, "cut-off").run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(runs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(10)
+    assert len(runs) == 2 and runs[1] - runs[0] < 5  # not scheduler.JOB_LEASE_S (300 s) later
+    assert scheduler.JOB_LEASE_S > 60

@@ -85,8 +85,9 @@ class Worker:
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         """Until `stop`: no single error ends the loop. Each one is logged (ids and the error's type),
-        waited out with a growing pause, and followed by a fresh LISTEN connection; the links this
-        worker had claimed are handed back so that they are not stuck until their lease runs out."""
+        waited out with a growing pause, and followed by a fresh LISTEN connection; the links and
+        periodic jobs this worker had claimed are handed back so that they do not wait for their
+        leases to run out."""
         log.info("worker.started", extra={"worker": self.name})
         listener: _Listener | None = None
         errors = 0
@@ -95,6 +96,7 @@ class Worker:
                 try:
                     if errors:
                         queue.release_all(self.s.db, self.name)
+                        scheduler.release_all(self.s, self.name)
                     if listener is None and self.s.db.is_postgres:
                         listener = _Listener(self.s.db.url)
                     self.housekeeping()

@@ -1,5 +1,6 @@
 """Member-directory e-mail keys re-normalised with NFKC + case folding (full-width and other-case
-addresses match), and member links may be `held` (stored as a string like every link state).
+addresses match); member links may be `held` (stored as a string like every link state); a
+periodic job records which worker holds it.
 
 Revision ID: 0007
 Revises: 0004
@@ -19,6 +20,9 @@ BATCH = 1000
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('scheduled_jobs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lease_owner', sa.String(length=64), nullable=True))
+
     # The old key was NFC + lower(); applying the one normaliser to it gives the key the full
     # address would get (NFKC and case folding absorb both). Rows whose key would not change are
     # left alone, so a large directory costs one read and few writes.
@@ -42,3 +46,5 @@ def downgrade() -> None:
     # Nothing to undo: the older code lower-cases what it looks up, and ASCII keys are unchanged.
     # Held links become pending so the older worker (which knows no `held`) decides them again.
     op.execute("UPDATE member_links SET state = 'pending', next_attempt_at = CURRENT_TIMESTAMP WHERE state = 'held'")
+    with op.batch_alter_table('scheduled_jobs', schema=None) as batch_op:
+        batch_op.drop_column('lease_owner')
