@@ -16,7 +16,7 @@ if [ ! -x "$TOOL_VENV/bin/uv" ]; then  # a throw-away venv outside the project, 
 fi
 
 compile=("$TOOL_VENV/bin/uv" pip compile --quiet --generate-hashes --python-version 3.11
-         --python-platform x86_64-unknown-linux-gnu --index-url https://pypi.org/simple
+         --python-platform x86_64-unknown-linux-gnu
          --custom-compile-command "tools/lock.sh" "$@" pyproject.toml)
 
 "${compile[@]}" -o requirements.lock
