@@ -5,9 +5,9 @@
     python3 dev.py test    # the test suite (Postgres tests run when Postgres answers)
     python3 dev.py serve   # web + worker only, for `shopify app dev` (real Shopify, your settings)
 
-Both create `.venv/` from `requirements.lock` on first use (and again whenever the lock changes),
-so nobody activates a virtualenv or installs a package by hand. Standard library only: this file
-runs before any dependency exists.
+Both create `.venv/` from the hash-pinned `requirements.lock` and `requirements-dev.lock` on first
+use (and again whenever either changes), so nobody activates a virtualenv or installs a package by
+hand. Standard library only: this file runs before any dependency exists.
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-LOCK = ROOT / "requirements.lock"
+# The runtime lock and the tests-and-tools lock (tools/lock.sh writes both from pyproject.toml).
+LOCKS = (ROOT / "requirements.lock", ROOT / "requirements-dev.lock")
 STAMP = VENV / ".lock-sha256"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
 def _lock_digest() -> str:
-    text = LOCK.read_bytes() + (ROOT / "pyproject.toml").read_bytes()
+    text = b"".join(lock.read_bytes() for lock in LOCKS) + (ROOT / "pyproject.toml").read_bytes()
     return hashlib.sha256(text).hexdigest()
 
 
@@ -41,7 +42,7 @@ def ensure_venv() -> Path:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     print("• installing the locked dependencies (first run only)", flush=True)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
-    _quiet([*pip, "install", "-r", str(LOCK)])
+    _quiet([*pip, "install", "--require-hashes", *(arg for lock in LOCKS for arg in ("-r", str(lock)))])
     # The app itself, editable and without resolving again: the lock already pinned everything.
     _quiet([*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT)])
     STAMP.write_text(_lock_digest())

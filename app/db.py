@@ -9,6 +9,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# A database error's text would otherwise end with the statement's parameters: a customer's
+# e-mail, phone and name, straight into the logs. Every engine (migrations too) hides them.
+HIDE_PARAMETERS = True
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10):
@@ -18,10 +21,11 @@ class Database:
             # No pre-ping: it costs a round trip per checkout on the webhook hot path. A connection
             # the server dropped fails one statement and is discarded; recycling bounds their age.
             self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
-                                                pool_recycle=300)
+                                                pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
         else:
             ensure_sqlite_folder(url)
-            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                        hide_parameters=HIDE_PARAMETERS)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

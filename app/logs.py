@@ -1,18 +1,71 @@
 """Structured JSON logs. Callers pass ids as `extra` fields; personal data never goes in a log.
 
     log.info("member.created", extra={"shop_id": 3, "link_id": 42, "smaregi_customer_id": "123"})
+
+Callers slip, and libraries do not know our rules (a database error quotes the row it refused, an
+HTTP error the URL it called), so every record passes `PersonalDataFilter` on its way out: e-mail
+addresses, phone numbers and tokens are replaced in the message, its arguments, the extra fields
+and the exception's text and traceback.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+import traceback
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 # Belt and braces: even if a caller slips, these keys never reach the output.
 _NEVER_LOGGED = {"email", "phone", "first_name", "last_name", "name", "address", "token", "access_token",
                  "refresh_token", "client_secret", "password"}
+
+_SCRUBS = [
+    # Shopify tokens (offline/online access, app secret, refresh …) and JWTs (session tokens, Smaregi's).
+    (re.compile(r"\bshp(?:at|ss|ca|pa|ua|rt)_[A-Za-z0-9]+"), "[token]"),
+    (re.compile(r"\beyJ[\w-]*\.[\w-]+\.[\w-]*"), "[token]"),
+    (re.compile(r"(?i)\b(Bearer|Basic)\s+[^\s\"',;]+"), r"\1 [token]"),
+    (re.compile(r"(?i)\b(access_token|refresh_token|client_secret|id_token|password)([\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"),
+     r"\1\2[token]"),
+    # Names and addresses have no shape, but inside a JSON copy of a customer they have a key.
+    (re.compile(r"(?i)([\"'](?:first_name|last_name|firstName|lastName|name|address\d?|city|province|zip|postCode)[\"']"
+                r"\s*:\s*)[\"'][^\"']*[\"']"), r'\1"[redacted]"'),
+    # E-mail addresses, full-width ones included.
+    (re.compile(r"[^\s@＠<>\"'(),;:\[\]{}]+[@＠][^\s@＠<>\"'(),;:\[\]{}]+[.．][^\s@＠<>\"'(),;:\[\]{}]+"), "[email]"),
+    # Phone numbers: +81 90-1111-2222, 090-1111-2222, 03 (1234) 5678, 09011112222, +819011112222.
+    # Ids (13-digit customer ids) do not start with 0 or +, dates have a 2-digit last group.
+    (re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[\s-]?)?\(?\d{1,4}\)?[\s-]\(?\d{1,4}\)?[\s-]\d{3,4}(?![\w-])"), "[phone]"),
+    (re.compile(r"(?<![\w.+-])(?:\+\d{10,14}|0\d{9,10})(?!\w)"), "[phone]"),
+]
+
+
+def scrub(text: str) -> str:
+    for pattern, replacement in _SCRUBS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class PersonalDataFilter(logging.Filter):
+    """Attached to every handler we install (handler filters also see records from child loggers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a caller's bad format string: keep what we can
+            message = str(record.msg)
+        record.msg, record.args = scrub(message), ()
+        if record.exc_info:
+            text = record.exc_text or "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text, record.exc_info = scrub(text), None
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, scrub(value))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,6 +81,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # already formatted (and scrubbed) by PersonalDataFilter
+            entry["error"] = record.exc_text
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
@@ -38,8 +93,13 @@ def configure_logging(level: str = "INFO") -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(PersonalDataFilter())
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Library chatter (request URLs carry contract ids only, but their volume drowns ours).
     for noisy in ("urllib3", "httpx", "httpcore", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # gunicorn's own loggers do not propagate to the root: they get the same filter.
+    for name in ("gunicorn.error", "gunicorn.access"):
+        for existing in logging.getLogger(name).handlers:
+            existing.addFilter(PersonalDataFilter())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -56,6 +57,34 @@ class UTCDateTime(TypeDecorator):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class StoredEnum(TypeDecorator):
+    """A str-valued Enum stored as its plain string value (rows written before the enum stay valid)."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int):
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else self.enum(value)
+
+
+class LinkState(StrEnum):
+    """Where a member link (= its sync queue row) stands."""
+
+    PENDING = "pending"  # due for the worker
+    SYNCED = "synced"
+    FAILED = "failed"  # gave up; the merchant can retry
+    CONFLICT = "conflict"  # several store members share the e-mail: the merchant chooses
+    PAUSED = "paused"  # sync is off for the shop (or the app); the newest state syncs when it is on
+    HELD = "held"  # a store member has the e-mail but Shopify has not verified it: waits for that or the merchant
 
 
 class Base(DeclarativeBase):
@@ -180,8 +209,7 @@ class MemberLink(Base):
     desired_hash: Mapped[str | None] = mapped_column(String(64))
     synced_hash: Mapped[str | None] = mapped_column(String(64))  # hash of what Smaregi holds from us
     shopify_updated_at: Mapped[datetime | None]
-    # pending | synced | failed | conflict | paused
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[LinkState] = mapped_column(StoredEnum(LinkState, 16), default=LinkState.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -298,6 +326,7 @@ class ScheduledJob(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     next_run_at: Mapped[datetime]
     leased_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))  # the worker running it (hands it back after an error)
     last_run_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
 

@@ -17,6 +17,7 @@ from .models import (
     Conversion,
     DataRequest,
     DirectoryMember,
+    LinkState,
     MemberLink,
     Shop,
     SmaregiContract,
@@ -34,7 +35,7 @@ def uninstalled(session: Session, shop: Shop) -> str:
     shop.access_token_expires_at = shop.refresh_token_expires_at = None
     shop.uninstalled_at = utcnow()
     paused = session.execute(MemberLink.__table__.update().where(
-        MemberLink.shop_id == shop.id, MemberLink.state == "pending").values(state="paused")).rowcount
+        MemberLink.shop_id == shop.id, MemberLink.state == LinkState.PENDING).values(state=LinkState.PAUSED)).rowcount
     log.info("shop.uninstalled", extra={"shop_id": shop.id, "links_paused": paused})
     return "uninstalled"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+from app.db import HIDE_PARAMETERS
 from app.models import Base
 
 config = context.config
@@ -31,7 +32,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = create_engine(_url(), poolclass=pool.NullPool)
+    engine = create_engine(_url(), poolclass=pool.NullPool, hide_parameters=HIDE_PARAMETERS)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

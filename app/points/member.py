@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Config
 from ..db import Database
-from ..models import DirectoryMember, MemberLink, Shop
+from ..models import DirectoryMember, LinkState, MemberLink, Shop
 from ..settings import EffectiveSettings, effective_settings
 from ..shops import ensure_shop
 from ..smaregi.client import SmaregiClient
@@ -68,7 +68,8 @@ def linked_member(session: Session, contract_id: str, shop_id: int, customer_id:
         .outerjoin(DirectoryMember, (DirectoryMember.contract_id == contract_id)
                    & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
         .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
-               MemberLink.smaregi_customer_id.is_not(None), MemberLink.state != "conflict")).first()
+               MemberLink.smaregi_customer_id.is_not(None),
+               MemberLink.state.not_in((LinkState.CONFLICT, LinkState.HELD)))).first()
     return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank) if row else None
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from .. import privacy
 from ..config import Config
 from ..db import Database
-from ..models import MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
+from ..models import LinkState, MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
 from ..settings import is_syncable
 from ..shops import ensure_shop
 from .mapping import customer_state, fingerprint
@@ -128,12 +128,12 @@ def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dic
     row = conn.execute(_statements(conn.dialect.name).link, {
         "shop_id": shop_id, "shopify_customer_id": payload["id"], "desired": state,
         "desired_hash": fingerprint(state), "shopify_updated_at": parse_time(payload.get("updated_at")) or now,
-        "state": "pending" if syncable else "paused", "now": now}).first()
+        "state": LinkState.PENDING if syncable else LinkState.PAUSED, "now": now}).first()
     if row is None:
         return "stale"
     if row.next_attempt_at != now:
         return "unchanged"  # e.g. our own metafield write echoed back as customers/update
-    return "queued" if row.state == "pending" else "paused"
+    return "queued" if row.state == LinkState.PENDING else "paused"
 
 
 def _shop(session: Session, statements: _Statements, domain: str):

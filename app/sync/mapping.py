@@ -22,20 +22,34 @@ def _clean(value: Any) -> str:
     return unicodedata.normalize("NFC", str(value or "")).strip()
 
 
+EMAIL_KEY_MAX = 254  # RFC 5321's longest address; the directory's column holds 255
+
+
 def normalize_email(value: Any) -> str | None:
-    """The key of the member directory. Case-insensitive; no provider-specific dot/plus folding,
-    since two addresses that differ there may be two people."""
-    email = _clean(value).lower()
-    return email if "@" in email else None
+    """The one key e-mails are compared by (member directory, matching, import). NFKC then case
+    folding, so an address typed in full-width letters at the register, or in another case,
+    matches; no provider-specific dot/plus folding, since two addresses that differ
+    there may be two people."""
+    email = unicodedata.normalize("NFKC", str(value or "")).strip().casefold()
+    return email if "@" in email and len(email) <= EMAIL_KEY_MAX else None
+
+
+def email_verified(state: dict[str, str]) -> bool:
+    """Shopify said the customer's e-mail is verified (`verified_email: true`) in the state we hold."""
+    return state.get("verified_email") == "true"
 
 
 def customer_state(payload: dict[str, Any]) -> dict[str, str]:
-    """What we keep of a customers/* payload: only the fields that reach Smaregi."""
+    """What we keep of a customers/* payload: the fields that reach Smaregi, and whether the
+    e-mail may be used to link a store member."""
     address = payload.get("default_address") or {}
     return {
         "first_name": _clean(payload.get("first_name")),
         "last_name": _clean(payload.get("last_name")),
         "email": _clean(payload.get("email")),
+        # Not sent to Smaregi, but part of the state: a later update that verifies the e-mail
+        # changes the fingerprint, and so queues the link that waited for it.
+        "verified_email": "true" if payload.get("verified_email") is True else "false",
         "phone": _clean(payload.get("phone")),
         "zip": _clean(address.get("zip")),
         "province": _clean(address.get("province")),

@@ -4,8 +4,11 @@ Matching, in order:
 1. our stored link (the Smaregi customer id we saved);
 2. a member whose customerCode is the customer's numeric Shopify id (also repairs a crash between
    "created in Smaregi" and "saved the link", since the code is deterministic);
-3. a store member with the same normalised e-mail in the member directory: exactly one is linked,
-   more than one is a conflict for the merchant (we never guess);
+3. a store member with the same normalised e-mail in the member directory, only when Shopify says
+   the customer's e-mail is verified: exactly one is linked, more than one is a conflict for the
+   merchant (we never guess). An unverified e-mail proves nothing (anyone can type a store
+   member's address), so the link is held: the store member is not touched, and the link is made
+   when a later update shows the e-mail verified, or when the merchant chooses;
 4. otherwise, create.
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..settings import EffectiveSettings
 from ..smaregi.client import SmaregiClient
 from ..smaregi.errors import SmaregiBadRequest, SmaregiNotFound
 from . import directory
-from .mapping import fingerprint, normalize_email, smaregi_fields
+from .mapping import email_verified, fingerprint, normalize_email, smaregi_fields
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,14 @@ class Conflict(Exception):
         self.candidates = candidates
 
 
+class Held(Exception):
+    """Store members have this e-mail, but Shopify has not verified that the customer owns it."""
+
+    def __init__(self, candidates: list[dict[str, Any]]):
+        super().__init__(f"{len(candidates)} store members have this unverified e-mail")
+        self.candidates = candidates
+
+
 def sync_member(db: Database, client: SmaregiClient, job: Job, *, deadline: float | None = None) -> Synced:
     fields = smaregi_fields(job.desired, job.settings.blank_name_placeholder)
     target = fingerprint(fields)
@@ -85,7 +96,7 @@ def sync_member(db: Database, client: SmaregiClient, job: Job, *, deadline: floa
         _remember(db, client, member)
         return Synced(str(member["customerId"]), code, target, "linked_by_code")
 
-    store_member = _store_member_by_email(db, client, job, fields, deadline)
+    store_member = _store_member_by_email(db, client, job, deadline)
     if store_member is not None:
         extra = {} if job.settings.keep_store_member_codes else {"customerCode": code}
         member = _bring_up_to_date(client, store_member, fields, job.desired, extra, deadline)
@@ -105,9 +116,9 @@ def sync_member(db: Database, client: SmaregiClient, job: Job, *, deadline: floa
     return Synced(str(member["customerId"]), code, target, "created")
 
 
-def _store_member_by_email(db: Database, client: SmaregiClient, job: Job, fields: dict[str, str],
+def _store_member_by_email(db: Database, client: SmaregiClient, job: Job,
                            deadline: float | None) -> dict[str, Any] | None:
-    email = normalize_email(fields.get("mailAddress"))
+    email = normalize_email(job.desired.get("email"))
     if email is None:
         return None
     with db.transaction() as session:
@@ -125,6 +136,8 @@ def _store_member_by_email(db: Database, client: SmaregiClient, job: Job, fields
                           for r in rows]
         if not candidates:
             return None
+        if not email_verified(job.desired):
+            raise Held(candidates)
         if len(candidates) > 1:
             raise Conflict(candidates)
         try:

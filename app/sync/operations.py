@@ -7,9 +7,10 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from ..db import Database
-from ..models import MemberLink, Shop, utcnow
+from ..models import LinkState, MemberLink, Shop, utcnow
 
-STATES = ("pending", "synced", "failed", "conflict", "paused")
+# What the merchant is shown and can act on.
+PROBLEMS = (LinkState.FAILED, LinkState.CONFLICT, LinkState.HELD)
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class LinkView:
     shopify_customer_id: int
     smaregi_customer_id: str | None
     member_code: str | None
-    state: str
+    state: LinkState
     attempts: int
     last_error: str | None
     conflict_candidates: list | None
@@ -32,14 +33,14 @@ def status_counts(db: Database, shop_id: int | None = None) -> dict[str, int]:
         if shop_id is not None:
             query = query.where(MemberLink.shop_id == shop_id)
         counts = dict(session.execute(query).all())
-    return {state: counts.get(state, 0) for state in STATES}
+    return {state.value: counts.get(state, 0) for state in LinkState}
 
 
 def problems(db: Database, shop_id: int | None = None, limit: int = 200) -> list[LinkView]:
     """Failed and conflicting links, most recent first, with the reason in plain words."""
     with db.transaction() as session:
         query = (select(MemberLink, Shop.domain).join(Shop, Shop.id == MemberLink.shop_id)
-                 .where(MemberLink.state.in_(("failed", "conflict")))
+                 .where(MemberLink.state.in_(PROBLEMS))
                  .order_by(MemberLink.updated_at.desc()).limit(limit))
         if shop_id is not None:
             query = query.where(MemberLink.shop_id == shop_id)
@@ -51,12 +52,12 @@ def problems(db: Database, shop_id: int | None = None, limit: int = 200) -> list
 def retry_failed(db: Database, *, shop_id: int | None = None, link_ids: list[int] | None = None) -> int:
     """Failed links become due now, with a fresh attempt budget."""
     with db.transaction() as session:
-        stmt = update(MemberLink).where(MemberLink.state == "failed")
+        stmt = update(MemberLink).where(MemberLink.state == LinkState.FAILED)
         if shop_id is not None:
             stmt = stmt.where(MemberLink.shop_id == shop_id)
         if link_ids is not None:
             stmt = stmt.where(MemberLink.id.in_(link_ids))
-        return session.execute(stmt.values(state="pending", attempts=0, next_attempt_at=utcnow(),
+        return session.execute(stmt.values(state=LinkState.PENDING, attempts=0, next_attempt_at=utcnow(),
                                            leased_until=None, lease_owner=None)).rowcount
 
 
@@ -66,23 +67,25 @@ def resync(db: Database, shop_id: int, shopify_customer_id: int) -> bool:
         result = session.execute(update(MemberLink).where(
             MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == shopify_customer_id,
             MemberLink.desired.is_not(None)).values(
-            state="pending", synced_hash=None, attempts=0, next_attempt_at=utcnow(), leased_until=None,
+            state=LinkState.PENDING, synced_hash=None, attempts=0, next_attempt_at=utcnow(), leased_until=None,
             lease_owner=None, event_received_at=utcnow()))
         return result.rowcount == 1
 
 
 def resolve_conflict(db: Database, shop_id: int, link_id: int, smaregi_customer_id: str) -> bool:
-    """The merchant chose which store member this customer is; the worker links and updates it."""
+    """The merchant chose which store member this customer is (several shared the e-mail, or the one
+    that has it waits for Shopify to verify the customer's); the worker links and updates it."""
     with db.transaction() as session:
         link = session.scalar(select(MemberLink).where(MemberLink.id == link_id, MemberLink.shop_id == shop_id,
-                                                       MemberLink.state == "conflict").with_for_update())
+                                                       MemberLink.state.in_((LinkState.CONFLICT, LinkState.HELD)))
+                           .with_for_update())
         allowed = {c["smaregi_customer_id"] for c in (link.conflict_candidates or [])} if link else set()
         if link is None or smaregi_customer_id not in allowed:
             return False
         link.smaregi_customer_id = smaregi_customer_id
         link.member_code = None
         link.synced_hash = None
-        link.state, link.attempts, link.next_attempt_at = "pending", 0, utcnow()
+        link.state, link.attempts, link.next_attempt_at = LinkState.PENDING, 0, utcnow()
         link.conflict_candidates = None
         return True
 

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 
 from ..config import Config
 from ..db import Database
-from ..models import MemberLink, Shop, utcnow
+from ..models import LinkState, MemberLink, Shop, utcnow
 from ..settings import effective_settings
 from .matching import Job, Synced
 
@@ -42,7 +42,7 @@ def claim(db: Database, config: Config, owner: str, limit: int) -> list[Job]:
     now = utcnow()
     with db.transaction() as session:
         due = (select(MemberLink.id)
-               .where(MemberLink.state == "pending", MemberLink.next_attempt_at <= now,
+               .where(MemberLink.state == LinkState.PENDING, MemberLink.next_attempt_at <= now,
                       or_(MemberLink.leased_until.is_(None), MemberLink.leased_until < now))
                .order_by(MemberLink.next_attempt_at).limit(limit)
                .with_for_update(skip_locked=True))
@@ -60,7 +60,7 @@ def claim(db: Database, config: Config, owner: str, limit: int) -> list[Job]:
                 settings_by_shop[link.shop_id] = effective_settings(session, session.get(Shop, link.shop_id), config)
             settings = settings_by_shop[link.shop_id]
             if not settings.syncable:
-                link.state, link.leased_until, link.lease_owner = "paused", None, None
+                link.state, link.leased_until, link.lease_owner = LinkState.PAUSED, None, None
                 continue
             jobs.append(Job(link.id, link.shop_id, link.shopify_customer_id, link.smaregi_customer_id,
                             link.member_code, dict(link.desired or {}), link.desired_hash or "",
@@ -77,6 +77,20 @@ def renew(db: Database, job: Job, owner: str) -> bool:
         return result.rowcount == 1
 
 
+def release(db: Database, link_ids: list[int], owner: str) -> int:
+    """Hand back claimed links this worker will not work on (it is stopping): due again at once."""
+    with db.transaction() as session:
+        return session.execute(update(MemberLink).where(MemberLink.id.in_(link_ids), MemberLink.lease_owner == owner)
+                               .values(leased_until=None, lease_owner=None)).rowcount
+
+
+def release_all(db: Database, owner: str) -> int:
+    """After an error in the loop nothing of this worker is running: every lease it holds can go."""
+    with db.transaction() as session:
+        return session.execute(update(MemberLink).where(MemberLink.lease_owner == owner)
+                               .values(leased_until=None, lease_owner=None)).rowcount
+
+
 def _still_ours(session, job: Job, owner: str) -> MemberLink | None:
     """The link, locked, if our lease on it still holds (else another worker took it over)."""
     link = session.scalar(select(MemberLink).where(MemberLink.id == job.link_id).with_for_update()
@@ -90,7 +104,7 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
         link = _still_ours(session, job, owner)
         if link is None:
             return False
-        still_current = link.desired_hash == job.desired_hash and link.state == "pending"
+        still_current = link.desired_hash == job.desired_hash and link.state == LinkState.PENDING
         link.smaregi_customer_id = result.smaregi_customer_id
         link.member_code = result.member_code
         link.synced_hash = result.synced_hash
@@ -99,19 +113,32 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
         if still_current:
             if link.event_received_at is not None:
                 link.last_latency_ms = int((now - link.event_received_at).total_seconds() * 1000)
-            link.state, link.synced_at, link.event_received_at = "synced", now, None
+            link.state, link.synced_at, link.event_received_at = LinkState.SYNCED, now, None
         # else: a newer state arrived while we worked; the row stays pending and due.
         return True
 
 
 def conflict(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
+    return _wait_for_merchant(db, job, owner, LinkState.CONFLICT, candidates,
+                              f"{len(candidates)} store members have this e-mail address; choose which one to link.")
+
+
+def hold(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
+    return _wait_for_merchant(db, job, owner, LinkState.HELD, candidates,
+                              "A store member has this e-mail address, but the customer has not verified it in "
+                              "Shopify. It is linked once verified, or choose the member to link now.")
+
+
+def _wait_for_merchant(db: Database, job: Job, owner: str, state: LinkState, candidates: list[dict],
+                       reason: str) -> bool:
+    """Nothing is sent to Smaregi; the link waits with the members the merchant may choose from.
+    A newer customer state (intake) makes it pending again."""
     with db.transaction() as session:
         link = _still_ours(session, job, owner)
         if link is None:
             return False
-        link.state, link.conflict_candidates = "conflict", candidates
+        link.state, link.conflict_candidates, link.last_error = state, candidates, reason
         link.leased_until = link.lease_owner = None
-        link.last_error = f"{len(candidates)} store members have this e-mail address; choose which one to link."
         return True
 
 
@@ -130,5 +157,5 @@ def fail(db: Database, job: Job, owner: str, failure: Failure) -> bool:
         if failure.retryable and link.attempts < MAX_ATTEMPTS:
             link.next_attempt_at = now + timedelta(seconds=backoff_s(link.attempts))
         else:
-            link.state = "failed"
+            link.state = LinkState.FAILED
         return True

@@ -68,14 +68,14 @@ JOBS: dict[str, Callable[[Services], float]] = {
 }
 
 
-def claim(services: Services, name: str) -> bool:
+def claim(services: Services, name: str, owner: str | None = None) -> bool:
     now = utcnow()
     with services.db.transaction() as session:
         insert_ignoring_conflict(session, ScheduledJob, {"name": name, "next_run_at": now}, ["name"])
         result = session.execute(update(ScheduledJob).where(
             ScheduledJob.name == name, ScheduledJob.next_run_at <= now,
             or_(ScheduledJob.leased_until.is_(None), ScheduledJob.leased_until < now))
-            .values(leased_until=now + timedelta(seconds=JOB_LEASE_S)))
+            .values(leased_until=now + timedelta(seconds=JOB_LEASE_S), lease_owner=owner))
         return result.rowcount == 1
 
 
@@ -83,13 +83,22 @@ def release(services: Services, name: str, again_s: float, error: str | None) ->
     now = utcnow()
     with services.db.transaction() as session:
         session.execute(update(ScheduledJob).where(ScheduledJob.name == name).values(
-            leased_until=None, last_run_at=now, last_error=error, next_run_at=now + timedelta(seconds=again_s)))
+            leased_until=None, lease_owner=None, last_run_at=now, last_error=error,
+            next_run_at=now + timedelta(seconds=again_s)))
+
+
+def release_all(services: Services, owner: str) -> int:
+    """A worker whose loop failed (the database went away mid-job) runs nothing now: the jobs it
+    held are due again at once instead of after their lease (the sweeper would stop for minutes)."""
+    with services.db.transaction() as session:
+        return session.execute(update(ScheduledJob).where(ScheduledJob.lease_owner == owner)
+                               .values(leased_until=None, lease_owner=None)).rowcount
 
 
 def run_due(services: Services, owner: str) -> list[str]:
     ran = []
     for name, job in JOBS.items():
-        if not claim(services, name):
+        if not claim(services, name, owner):
             continue
         error = None
         try:

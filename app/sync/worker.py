@@ -6,6 +6,7 @@ LISTEN/NOTIFY the moment a webhook queues something (SQLite: short polling).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -13,9 +14,11 @@ import threading
 import time
 import uuid
 
+import psycopg
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from ..models import MemberLink, Shop, utcnow
+from ..models import LinkState, MemberLink, Shop, utcnow
 from ..services import Services
 from ..settings import effective_settings
 from ..smaregi.errors import (
@@ -33,7 +36,7 @@ from ..smaregi.errors import (
 from . import queue, scheduler
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
-from .matching import Conflict, Job, sync_member
+from .matching import Conflict, Held, Job, sync_member
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,11 @@ BATCH = 10
 POLL_S = 0.5  # SQLite, or when no NOTIFY arrives
 CALL_BUDGET_S = 20.0  # per member: a worker may wait on Smaregi; a 429 pause longer than this moves on
 RESUME_EVERY_S = 5.0
+ERROR_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)  # after consecutive loop errors (database down, connection lost)
+STOP_GRACE_S = 8.0  # SIGTERM → exit within 10 s; a job still running then is left leased for another worker
+# The database went away or dropped our connection: nothing about the link, so it is not the link's
+# attempt; the loop backs off, reconnects and the link is claimed again.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def describe(error: Exception) -> queue.Failure:
@@ -76,16 +84,38 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
+        """Until `stop`: no single error ends the loop. Each one is logged (ids and the error's type),
+        waited out with a growing pause, and followed by a fresh LISTEN connection; the links and
+        periodic jobs this worker had claimed are handed back so that they do not wait for their
+        leases to run out."""
         log.info("worker.started", extra={"worker": self.name})
-        listener = _Listener(self.s.db.url) if self.s.db.is_postgres else None
+        listener: _Listener | None = None
+        errors = 0
         try:
             while not stop.is_set():
-                self.housekeeping()
-                if self.drain() == 0:
+                try:
+                    if errors:
+                        queue.release_all(self.s.db, self.name)
+                        scheduler.release_all(self.s, self.name)
+                    if listener is None and self.s.db.is_postgres:
+                        listener = _Listener(self.s.db.url)
+                    self.housekeeping()
+                    busy = self.drain(stop=stop)
+                    errors = 0
+                    if not busy:
+                        if listener:
+                            listener.wait(POLL_S * 4)
+                        else:
+                            stop.wait(POLL_S)
+                except Exception as exc:
+                    errors += 1
+                    pause = ERROR_BACKOFF_S[min(errors, len(ERROR_BACKOFF_S)) - 1]
+                    log.warning("worker.loop_error", exc_info=True, extra={
+                        "worker": self.name, "error": type(exc).__name__, "consecutive": errors, "pause_s": pause})
                     if listener:
-                        listener.wait(POLL_S * 4)
-                    else:
-                        stop.wait(POLL_S)
+                        listener.close()
+                        listener = None
+                    stop.wait(pause)
         finally:
             if listener:
                 listener.close()
@@ -98,9 +128,13 @@ class Worker:
             resume_paused(self.s)
         scheduler.run_due(self.s, self.name)
 
-    def drain(self, limit: int = BATCH) -> int:
+    def drain(self, limit: int = BATCH, stop: threading.Event | None = None) -> int:
+        """Claim and work one batch. Asked to stop, it hands back the jobs it has not begun."""
         jobs = queue.claim(self.s.db, self.s.config, self.name, limit)
-        for job in jobs:
+        for i, job in enumerate(jobs):
+            if stop is not None and stop.is_set():
+                queue.release(self.s.db, [j.link_id for j in jobs[i:]], self.name)
+                break
             if queue.renew(self.s.db, job, self.name):
                 self.process(job)
         return len(jobs)
@@ -114,6 +148,12 @@ class Worker:
             queue.conflict(self.s.db, job, self.name, exc.candidates)
             log.warning("sync.conflict", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
             return
+        except Held as exc:
+            queue.hold(self.s.db, job, self.name, exc.candidates)
+            log.info("sync.held_unverified_email", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
+            return
+        except TRANSIENT_DB_ERRORS:
+            raise  # to the loop; what Smaregi got is found again by the member code
         except Exception as exc:
             failure = describe(exc)
             queue.fail(self.s.db, job, self.name, failure)
@@ -132,12 +172,12 @@ def resume_paused(services: Services) -> int:
     """Paused links of shops that can sync again become due (newest state only: that is all we keep)."""
     resumed = 0
     with services.db.transaction() as session:
-        shop_ids = session.scalars(select(MemberLink.shop_id).where(MemberLink.state == "paused").distinct()).all()
+        shop_ids = session.scalars(select(MemberLink.shop_id).where(MemberLink.state == LinkState.PAUSED).distinct()).all()
         for shop_id in shop_ids:
             if effective_settings(session, session.get(Shop, shop_id), services.config).syncable:
                 result = session.execute(update(MemberLink)
-                                         .where(MemberLink.shop_id == shop_id, MemberLink.state == "paused")
-                                         .values(state="pending", next_attempt_at=utcnow()))
+                                         .where(MemberLink.shop_id == shop_id, MemberLink.state == LinkState.PAUSED)
+                                         .values(state=LinkState.PENDING, next_attempt_at=utcnow()))
                 resumed += result.rowcount
     if resumed:
         log.info("sync.resumed", extra={"links": resumed})
@@ -158,14 +198,34 @@ class _Listener:
             pass
 
     def close(self) -> None:
-        self.conn.close()
+        with contextlib.suppress(Exception):  # already broken: nothing to hand back
+            self.conn.close()
 
 
 def run_worker(services: Services) -> None:
     import signal
 
     stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        if stop.is_set():
+            return
+        log.info("worker.stopping", extra={"signal": signum})
+        stop.set()
+        # The job in progress may be waiting on Smaregi (up to CALL_BUDGET_S) or a periodic job on
+        # a page of members: past the grace, leave. Its lease stays, and another worker takes the
+        # link over when it runs out; the member code makes that safe (no second member).
+        timer = threading.Timer(STOP_GRACE_S, _leave_now)
+        timer.daemon = True
+        timer.start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     Worker(services).run(stop)
+
+
+def _leave_now() -> None:
+    log.warning("worker.stop_grace_exceeded", extra={"grace_s": STOP_GRACE_S})
+    logging.shutdown()
+    os._exit(0)
 

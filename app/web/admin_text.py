@@ -33,6 +33,8 @@ EN = {
     "retry_all": "Retry all failed", "retry": "Retry", "customer": "Customer", "state": "State", "reason": "Reason",
     "last_tried": "Last tried", "no_problems": "No failed syncs or conflicts.", "link_to": "Link to {code}",
     "failed": "Failed", "conflict": "Conflict", "synced": "Synced", "pending": "Pending", "paused": "Paused",
+    "held": "Held", "held_reason": "A store member has this e-mail address, but the customer has not verified it in Shopify, "
+                                   "so the store member was not touched. They are linked once the e-mail is verified, or choose the member to link now.",
     "latency": "Webhook → POS, 24 h (p50 / p95)", "conversions_today": "Conversions today", "needs_review": "Needs review",
     "search": "Search code or customer", "status": "Status", "when": "When", "code": "Code", "points": "Points",
     "status_completed": "Completed", "status_needs_review": "Needs review", "status_failed": "Failed",
@@ -77,6 +79,7 @@ JA = {
     "retry_all": "失敗したものをすべて再試行", "retry": "再試行", "customer": "顧客", "state": "状態", "reason": "理由",
     "last_tried": "最終試行", "no_problems": "同期エラーや重複はありません。", "link_to": "{code} とつなぐ",
     "failed": "失敗", "conflict": "重複", "synced": "同期済み", "pending": "待機中", "paused": "一時停止",
+    "held": "保留", "held_reason": "このメールアドレスの店舗会員がいますが、お客様はShopifyでメールアドレスを確認していないため、店舗会員は変更していません。確認されると自動でつながります。今つなぐ場合は会員を選んでください。",
     "latency": "Webhook → POS（24時間、p50 / p95）", "conversions_today": "本日の交換", "needs_review": "要確認",
     "search": "コードまたは顧客で検索", "status": "状態", "when": "日時", "code": "コード", "points": "ポイント",
     "status_completed": "完了", "status_needs_review": "要確認", "status_failed": "失敗",
