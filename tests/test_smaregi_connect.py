@@ -201,10 +201,8 @@ def _claims(shop: str, api_key: str) -> dict:
 
 @pytest.mark.parametrize("credential", [
     "none", "forged_secret", "alg_none", "expired", "wrong_aud", "proxy_signature", "webhook_hmac",
-    pytest.param("customer_account_token", marks=pytest.mark.xfail(
-        strict=True, reason="the admin verifier takes a customer-account token until h1-verify lands (issue 10 #1)")),
-    pytest.param("dest_of_another_shop", marks=pytest.mark.xfail(
-        strict=True, reason="the admin verifier does not match iss to dest until h1-verify lands (issue 10)")),
+    "customer_account_token",
+    "dest_of_another_shop",
 ])
 def test_connect_start_opens_only_with_this_shops_admin_session(client, services, credential):
     key, secret = services.config.shopify_api_key, services.config.shopify_api_secret
