@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, delete, select, update
 
-from .models import BalanceSnapshot, MemberLink, Shop, SmaregiConnection, SmaregiSignInState, utcnow
+from .models import BalanceSnapshot, LinkState, MemberLink, Shop, SmaregiConnection, SmaregiSignInState, utcnow
 from .points.member import forget_settings
 from .services import Services
 from .shops import ContractSource, shop_contract
@@ -132,7 +132,7 @@ def _relink(session, shop_id: int) -> None:
     session.execute(update(MemberLink).where(MemberLink.shop_id == shop_id).values(
         smaregi_customer_id=None, member_code=None, synced_hash=None, conflict_candidates=None, last_error=None,
         attempts=0, next_attempt_at=utcnow(), leased_until=None, lease_owner=None,
-        state=case((links.state == "paused", "paused"), else_="pending")))
+        state=case((links.state == LinkState.PAUSED, LinkState.PAUSED.value), else_=LinkState.PENDING.value)))
     session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == shop_id))
 
 
