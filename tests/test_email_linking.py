@@ -7,6 +7,7 @@ chooses.
 """
 from __future__ import annotations
 
+import json
 import uuid
 
 from app import create_app
@@ -171,3 +172,41 @@ def test_directory_keys_written_before_the_upgrade_are_renormalised(tmp_path):
         keys = conn.execute(text("SELECT email_normalized FROM member_directory ORDER BY smaregi_customer_id")).scalars()
         assert list(keys) == ["hanako@example.com", "taro@example.com"]
     engine.dispose()
+
+
+def test_the_admin_lists_a_held_customer_and_only_this_shop_can_link_it(services, smaregi_em):
+    from app.dev.signing import app_home_id_token
+
+    em, _ = smaregi_em
+    store = store_hanako(em)
+    before = as_the_register_knows_it(em, store["customerId"])
+    directory_ready(services)
+    queue_customer(services, unverified(email="hanako@example.com"))
+    drain(services)
+    client = create_app(services=services).test_client()
+    key, secret = services.config.shopify_api_key, services.config.shopify_api_secret
+
+    def call(method, path, shop=SHOP, **kw):
+        token = app_home_id_token(key, secret, shop)
+        return client.open(f"/admin/api{path}", method=method, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+    [held] = call("GET", "/sync/problems").json["problems"]
+    assert held["state"] == "held" and held["customer_id"] == HANAKO
+    assert [c["customer_code"] for c in held["candidates"]] == ["S-000101"]
+    assert call("GET", "/dashboard").json["members"]["held"] == 1
+    other = "other-shop.myshopify.com"
+    assert call("GET", "/sync/problems", shop=other).json["problems"] == []
+    refused = call("POST", f"/sync/conflicts/{held['link_id']}/resolve", shop=other,
+                   json={"smaregi_customer_id": store["customerId"]})
+    assert refused.status_code == 400
+    drain(services)
+    assert link_of(services, HANAKO).state == LinkState.HELD
+    assert as_the_register_knows_it(em, store["customerId"]) == before
+
+    page = client.get(f"/?shop={SHOP}&host=x&locale=ja&id_token={app_home_id_token(key, secret, SHOP)}")
+    boot = page.get_data(as_text=True).split('id="pb-admin">', 1)[1].split("</script>", 1)[0]
+    assert json.loads(boot)["t"]["held_reason"] == JA["held_reason"]  # the page's words for a held link
+    assert call("POST", f"/sync/conflicts/{held['link_id']}/resolve",
+                json={"smaregi_customer_id": store["customerId"]}).json == {"resolved": True}
+    drain(services)
+    assert link_of(services, HANAKO).smaregi_customer_id == store["customerId"]

@@ -68,17 +68,21 @@ def test_a_database_error_while_syncing_a_customer_leaves_no_email_or_phone_in_t
             END $$ LANGUAGE plpgsql;
             CREATE TRIGGER refuse_link BEFORE UPDATE ON member_links FOR EACH ROW EXECUTE FUNCTION refuse_link();"""))
     try:
-        with services.db.transaction() as s:  # what the worker's statement will raise, unfiltered
-            s.execute(text("UPDATE member_links SET attempts = attempts"))
-    except Exception as exc:
-        assert EMAIL in str(exc)  # the danger is real: the error text carries the customer's data
-    monkeypatch.setattr("app.sync.worker.ERROR_BACKOFF_S", (0.1,))
-    stop = threading.Event()
-    worker = threading.Thread(target=Worker(services, "logged").run, args=(stop,), daemon=True)
-    worker.start()
-    time.sleep(1.5)
-    stop.set()
-    worker.join(10)
+        try:
+            with services.db.transaction() as s:  # what the worker's statement will raise, unfiltered
+                s.execute(text("UPDATE member_links SET attempts = attempts"))
+        except Exception as exc:
+            assert EMAIL in str(exc)  # the danger is real: the error text carries the customer's data
+        monkeypatch.setattr("app.sync.worker.ERROR_BACKOFF_S", (0.1,))
+        stop = threading.Event()
+        worker = threading.Thread(target=Worker(services, "logged").run, args=(stop,), daemon=True)
+        worker.start()
+        time.sleep(1.5)
+        stop.set()
+        worker.join(10)
+    finally:  # the database outlives this test: later ones must find no trigger
+        with services.db.transaction() as s:
+            s.execute(text("DROP TRIGGER refuse_link ON member_links; DROP FUNCTION refuse_link()"))
     output = log_output.getvalue()
     assert "worker.loop_error" in output and "refused row" in output and "Traceback" in output
     assert leaked(output) == []
