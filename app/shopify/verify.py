@@ -212,7 +212,7 @@ class ShopifyVerifier:
         shop, customer = query.get("shop", ""), query.get("logged_in_customer_id", "")
         if not SHOP_DOMAIN.fullmatch(shop):
             raise InvalidSignature("malformed_shop")
-        if customer and not DIGITS.fullmatch(customer) or not DIGITS.fullmatch(query.get("timestamp", "")):
+        if (customer and not DIGITS.fullmatch(customer)) or not DIGITS.fullmatch(query.get("timestamp", "")):
             raise InvalidSignature("malformed_customer_id_or_timestamp")
         return VerifiedProxy(shop_domain=shop, customer_id=int(customer) if customer else None)
 
