@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import String, cast, func, or_, select
 
 from .models import Conversion, DataRequest, MemberLink, Shop, ShopSettings, SmaregiContract, utcnow
-from .points.ledger import shop_today
+from .points.ledger import shop_today, shown_code
 from .points.member import forget_settings
 from .services import Services
 from .settings import effective_settings
@@ -257,7 +257,7 @@ def conversions(services: Services, shop: AdminShop, query: str = "", status: st
                                   cast(Conversion.shopify_customer_id, String).ilike(like)))
         rows = session.scalars(stmt.order_by(Conversion.created_at.desc()).limit(200)).all()
     return [{"id": c.id, "created_at": c.created_at.isoformat(), "customer_id": c.shopify_customer_id,
-             "points": c.points, "amount": c.amount, "currency": c.currency, "code": c.code, "status": c.status,
+             "points": c.points, "amount": c.amount, "currency": c.currency, "code": shown_code(c), "status": c.status,
              "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or []} for c in rows]
 
 

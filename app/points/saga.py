@@ -86,7 +86,7 @@ class Saga:
                               error_message="Confirmed in the POS by the merchant.")
             return self._record_coupon(c, shop)
         c = self._advance(c, "needs_review", status="compensating", error_code="pos_timeout",
-                          error_message="Not deducted in the POS (checked by the merchant).")
+                          error_message="Not deducted in the POS (checked by the merchant).", attempts=0)
         return self._compensate(c, shop)
 
     def sweep_one(self, conversion_id: str) -> Conversion:
@@ -192,7 +192,7 @@ class Saga:
 
     def _start_compensation(self, c: Conversion, error_code: str, from_status: str | None = None) -> Conversion:
         return self._advance(c, from_status or c.status, status="compensating", error_code=error_code,
-                             error_message=SHOPPER_ERRORS[error_code].message)
+                             error_message=SHOPPER_ERRORS[error_code].message, attempts=0)
 
     def _compensate(self, c: Conversion, shop: str) -> Conversion:
         """No points were deducted: the code must not be usable. Then the conversion has failed."""
@@ -204,8 +204,17 @@ class Saga:
                 except ShopifyRejected:
                     self.discounts.deactivate(shop, discount_id)
         except SHOPIFY_FAILURES as exc:
+            if c.attempts + 1 >= MAX_SWEEP_ATTEMPTS:
+                # Retrying for ever would keep the customer's next conversion blocked (one in flight
+                # per customer): hand the code to the merchant, who can delete it in Shopify.
+                log.error("conversion.compensation_needs_review", extra={"conversion_id": c.id})
+                return self._advance(c, "compensating", status="needs_review", leased_until=None,
+                                     error_code="compensation_failed",
+                                     error_message="No points were deducted, but the code could not be withdrawn "
+                                                   "in Shopify. Delete it there, then mark it not deducted.")
             log.warning("conversion.compensation_pending", extra={"conversion_id": c.id, "error": type(exc).__name__})
-            self._retry_later(c, utcnow() + timedelta(seconds=30))
+            self._retry_later(c, utcnow() + timedelta(seconds=min(600, 30 * 2 ** c.attempts)),
+                              attempts=c.attempts + 1)
             return self._load(c.id)
         log.info("conversion.failed", extra={"conversion_id": c.id, "error_code": c.error_code})
         return self._advance(c, "compensating", status="failed", leased_until=None)
