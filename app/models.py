@@ -292,7 +292,7 @@ class PointMovement(Base):
     reason: Mapped[str] = mapped_column(String(32))  # MovementReason: what the history calls it
     points: Mapped[int] = mapped_column(BigInteger)  # signed: what the movement is for
     sent_points: Mapped[int | None] = mapped_column(BigInteger)  # signed: what point/add was asked
-    owed_change: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # + short, − paid off
+    owed_change: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # + short, - paid off
     state: Mapped[str] = mapped_column(String(16))  # MovementState
     smaregi_transaction_id: Mapped[str | None] = mapped_column(String(32))
     balance_after: Mapped[int | None] = mapped_column(BigInteger)

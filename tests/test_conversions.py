@@ -409,7 +409,7 @@ def test_two_requests_with_one_key_at_the_same_moment_never_get_a_500(pg_given):
 
 @pytest.mark.postgres
 def test_a_rule_combination_beyond_32_bits_converts(pg_given):
-    """10,000 yen per point × 300,000 points = ¥3,000,000,000: more than a 32-bit column holds."""
+    """10,000 yen per point x 300,000 points = 3,000,000,000 yen: more than a 32-bit column holds."""
     given = pg_given
     given.settings(yen_per_point=10_000, points_daily_limit=1_000_000)
     rich = given.smaregi.add_member(CONTRACT, customerCode="8840734670936", lastName="Rich",

@@ -11,7 +11,6 @@ from ..models import Conversion, utcnow
 from ..settings import EffectiveSettings
 
 
-
 class ConversionStatus(StrEnum):
     """A conversion's state, stored as its string value (see saga.py for the transitions)."""
 

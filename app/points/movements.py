@@ -13,7 +13,7 @@ again: `find_applied` looks for its transaction among the member's transactions 
 movement proved absent for DECIDE_AFTER goes back to `planned`.
 
 Shortfall: a take-back larger than the balance takes the balance to 0 and records the rest in
-`owed_change` (+N); the member's next additions by the app pay it off first (−N). A member's owed
+`owed_change` (+N); the member's next additions by the app pay it off first (-N). A member's owed
 points are the sum of `owed_change` over movements that were sent or are being sent.
 
 The conversion saga (saga.py) drives its own deduction movement in step with the conversion (in the
