@@ -281,7 +281,7 @@ class PointMovement(Base):
         Index("ix_point_movements_customer", "shop_id", "shopify_customer_id", "created_at"),
         Index("ix_point_movements_due", "state", "next_attempt_at"),
         Index("ix_point_movements_order", "shop_id", "order_id"),
-        Index("uq_point_movements_conversion_kind", "conversion_id", "kind", unique=True),
+        Index("ix_point_movements_conversion", "conversion_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

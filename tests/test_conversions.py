@@ -16,8 +16,8 @@ from app.dev.signing import app_home_id_token
 from app.models import Conversion, Shop, ShopSettings, utcnow
 from app.points.saga import Saga, sweep
 from app.sync import directory
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, make_env
 from .helpers import customer, proxy_url

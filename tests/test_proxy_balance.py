@@ -12,8 +12,8 @@ from app import create_app
 from app.dev.signing import proxy_query
 from app.models import BalanceSnapshot, Shop, ShopSettings, utcnow
 from app.shopify.verify import ShopifyVerifier
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP
 from .helpers import customer, proxy_url

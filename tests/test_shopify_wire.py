@@ -93,8 +93,8 @@ def test_coupon_metafield_compare_and_set(wire):
     discounts = Discounts(services.admin)
     with cassette("coupons_metafield") as c:
         install(services)
-        discounts.append_coupon(SHOP, CODE.customer_id, {"code": "A", "points": 100})
-        discounts.append_coupon(SHOP, CODE.customer_id, {"code": "B", "points": 200})
+        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "A", "points": 100})
+        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "B", "points": 200})
     writes = [json.loads(r.body)["variables"]["metafields"][0] for r in c.requests if b"metafieldsSet" in r.body]
     assert writes[0]["compareDigest"] is None  # "only if it does not exist yet"
     assert writes[1]["compareDigest"] and json.loads(writes[1]["value"]) == [{"code": "A", "points": 100},

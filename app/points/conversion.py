@@ -128,9 +128,13 @@ def public_status(conversion: Conversion) -> str:
 
 
 def conversion_json(c: Conversion, tz: tzinfo) -> dict[str, Any]:
-    return {"id": c.id, "status": public_status(c), "points": c.points, "amount": c.amount, "currency": c.currency,
-            "code": shown_code(c), "expires_at": c.expires_at.astimezone(tz).isoformat() if c.expires_at else None,
-            "balance_after": c.balance_after}
+    out = {"id": c.id, "status": public_status(c), "points": c.points, "amount": c.amount, "currency": c.currency,
+           "code": shown_code(c), "expires_at": c.expires_at.astimezone(tz).isoformat() if c.expires_at else None,
+           "created_at": c.created_at.astimezone(tz).isoformat() if c.created_at else None,
+           "balance_after": c.balance_after}
+    if c.order_id is not None or c.status == "used":
+        out.update(order_name=c.order_name, points_returned=c.points_returned or 0)
+    return out
 
 
 def new_code(customer_id: int, points: int) -> str:

@@ -42,6 +42,14 @@ class InsufficientPoints(PointsError):
     message = "You do not have enough points."
 
 
+class NotFound(PointsError):
+    message = "There is no such coupon."
+
+
+class CouponUsed(PointsError):
+    message = "This coupon has already been used in an order."
+
+
 class ConversionInProgress(PointsError):
     message = "Another conversion is still being processed. Please wait a moment."
 

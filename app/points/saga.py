@@ -28,7 +28,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.errors import SmaregiError
 from . import errors as e
 from . import movements
-from .ledger import IN_FLIGHT
+from .ledger import CODE_SHOWN, IN_FLIGHT
 from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class Saga:
             c = self._complete(c, shop)
         if c.status == "compensating":
             c = self._compensate(c, shop)
-        if c.status == "completed" and not c.metafield_recorded and not in_request:
+        if c.status in CODE_SHOWN and not c.metafield_recorded and not in_request:
             c = self._record_coupon(c, shop)
         return c
 
@@ -166,7 +166,7 @@ class Saga:
         return c
 
     def _complete(self, c: Conversion, shop: str) -> Conversion:
-        recorded = self._append_coupon(c, shop)
+        recorded = self._append_coupon(c, shop, status="completed")
         c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
                           attempts=c.attempts + (not recorded), forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
@@ -177,13 +177,15 @@ class Saga:
         recorded = self._append_coupon(c, shop)
         return self._advance(c, c.status, metafield_recorded=recorded, attempts=c.attempts + (not recorded))
 
-    def _append_coupon(self, c: Conversion, shop: str) -> bool:
+    def _append_coupon(self, c: Conversion, shop: str, status: str | None = None) -> bool:
         """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
-        entry = {"id": c.id, "code": c.code, "points": c.points, "amount": c.amount, "currency": c.currency,
-                 "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+        entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
+                 "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
                  "created_at": c.created_at.isoformat()}
+        if c.order_name:
+            entry["order_name"] = c.order_name
         try:
-            self.discounts.append_coupon(shop, c.shopify_customer_id, entry)
+            self.discounts.record_coupon(shop, c.shopify_customer_id, entry)
             return True
         except SHOPIFY_FAILURES as exc:
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
@@ -325,7 +327,7 @@ def sweep(services: Services, limit: int = 20) -> int:
     with services.db.transaction() as session:
         due = (select(Conversion.id).where(
             or_(Conversion.status.in_(IN_FLIGHT),
-                (Conversion.status == "completed") & Conversion.metafield_recorded.is_(False)
+                Conversion.status.in_(CODE_SHOWN) & Conversion.metafield_recorded.is_(False)
                 & (Conversion.attempts < MAX_SWEEP_ATTEMPTS)),
             or_(Conversion.leased_until.is_(None), Conversion.leased_until < now),
             or_(Conversion.next_attempt_at.is_(None), Conversion.next_attempt_at <= now))

@@ -17,6 +17,8 @@ ERRORS: dict[type[Exception], tuple[str, int]] = {
     e.DailyLimitExceeded: ("daily_limit_exceeded", 422),
     e.InsufficientPoints: ("insufficient_points", 422),
     e.ConversionInProgress: ("conversion_in_progress", 409),
+    e.CouponUsed: ("coupon_used", 409),
+    e.NotFound: ("not_found", 404),
     e.PosUnavailable: ("pos_unavailable", 503),
     e.PosTimeout: ("pos_timeout", 504),
     e.ShopifyUnavailable: ("shopify_unavailable", 503),

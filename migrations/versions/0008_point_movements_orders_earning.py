@@ -70,7 +70,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_point_movements_customer', ['shop_id', 'shopify_customer_id', 'created_at'], unique=False)
         batch_op.create_index('ix_point_movements_due', ['state', 'next_attempt_at'], unique=False)
         batch_op.create_index('ix_point_movements_order', ['shop_id', 'order_id'], unique=False)
-        batch_op.create_index('uq_point_movements_conversion_kind', ['conversion_id', 'kind'], unique=True)
+        batch_op.create_index('ix_point_movements_conversion', ['conversion_id'], unique=False)
 
     with op.batch_alter_table('conversions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('order_id', sa.BigInteger(), nullable=True))
@@ -124,7 +124,7 @@ def downgrade() -> None:
         batch_op.drop_column('order_id')
 
     with op.batch_alter_table('point_movements', schema=None) as batch_op:
-        batch_op.drop_index('uq_point_movements_conversion_kind')
+        batch_op.drop_index('ix_point_movements_conversion')
         batch_op.drop_index('ix_point_movements_order')
         batch_op.drop_index('ix_point_movements_due')
         batch_op.drop_index('ix_point_movements_customer')
