@@ -30,7 +30,7 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
 
     @bp.get("/balance")
     def balance():
-        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "en"))
+        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "ja"))
         resp = jsonify(view.payload)
         resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
         return resp
