@@ -428,3 +428,53 @@ def test_the_same_order_delivered_at_once_by_many_grants_once(pg_shopper):
     for t in workers:
         t.join()
     assert shopper.earned() == [80]
+
+
+# -- the merchant's view ------------------------------------------------------------------------------------
+
+def _admin(shopper, method, path, shop=SHOP, **kw):
+    cfg = shopper.services.config
+    token = app_home_id_token(cfg.shopify_api_key, cfg.shopify_api_secret, shop)
+    return shopper.client.open(f"/admin/api{path}", method=method, headers={"Authorization": f"Bearer {token}"}, **kw)
+
+
+def test_the_merchant_sets_earning_rules_with_field_level_errors(shopper):
+    before = _admin(shopper, "GET", "/earning").json
+    assert before == {"earn_yen_per_point": 100, "earn_on": "paid", "earn_hold_days": 0,
+                      "coupon_return_unused": True, "point_expiry_months": 0}
+    bad = {"earn_yen_per_point": -1, "earn_on": "shipped", "earn_hold_days": "3", "coupon_return_unused": "yes",
+           "point_expiry_months": 0}
+    resp = _admin(shopper, "PUT", "/earning", json=bad)
+    assert resp.status_code == 422
+    assert set(resp.json["errors"]) == {"earn_yen_per_point", "earn_on", "earn_hold_days", "coupon_return_unused"}
+    assert resp.json["errors"]["earn_on"]["code"] == "earn_trigger"
+    assert _admin(shopper, "GET", "/earning").json == before
+    rules = {"earn_yen_per_point": 200, "earn_on": "paid", "earn_hold_days": 0, "coupon_return_unused": True,
+             "point_expiry_months": 12}
+    assert _admin(shopper, "PUT", "/earning", json=rules).json == rules
+    shopper.order(order(subtotal="10000"))
+    shopper.settle()
+    assert shopper.earned() == [50]  # the shop's rate, not the default
+    expiry = shopper.smaregi.contracts[CONTRACT].points[shopper.taro["customerId"]]["pointExpireDate"]
+    today = datetime.now(JST).date()
+    assert expiry.startswith(f"{today.year + 1}-{today.month:02d}")  # a year ahead
+
+
+def test_the_merchant_sees_earned_taken_back_given_back_owed_and_pending(shopper):
+    coupon = _coupon(shopper)  # 1250 → 750
+    shopper.order(order(subtotal="10000"))
+    shopper.settle()  # → 850
+    shopper.spend_at_register(820)  # → 30
+    shopper.order(order(subtotal="0", financial="refunded", cancelled=True, minutes=5), topic="orders/cancelled")
+    shopper.settle()  # takes 30, 70 owed
+    assert _admin(shopper, "GET", "/earning/summary").json["total"]["owed"] == 70
+    shopper.hand_back(coupon["id"])  # 500 back, of which 70 pay off what is owed
+    shopper.rules(earn_hold_days=5)
+    shopper.order(order(order_id=5002, subtotal="3000"))
+    shopper.settle()
+    summary = _admin(shopper, "GET", "/earning/summary").json
+    assert summary["customers"] == [{"customer_id": TARO, "earned_online": 100, "taken_back": 30,
+                                     "given_back": 500, "owed": 0, "pending": 30}]
+    assert summary["total"] == {"earned_online": 100, "taken_back": 30, "given_back": 500, "owed": 0, "pending": 30}
+    assert shopper.balance() == 430
+    assert _admin(shopper, "GET", "/earning/summary", shop="other-shop.myshopify.com").json["customers"] == []
