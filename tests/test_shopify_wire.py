@@ -100,3 +100,19 @@ def test_coupon_metafield_compare_and_set(wire):
     assert writes[1]["compareDigest"] and json.loads(writes[1]["value"]) == [{"code": "A", "points": 100},
                                                                              {"code": "B", "points": 200}]
     assert (writes[0]["namespace"], writes[0]["key"], writes[0]["type"]) == ("loyalty", "coupons", "json")
+
+
+def test_a_coupon_handed_back_is_checked_for_use_then_withdrawn(wire):
+    services, cassette = wire
+    discounts = Discounts(services.admin)
+    with cassette("coupon_usage_and_withdrawal") as c:
+        install(services)
+        discount_id = discounts.create(SHOP, CODE)
+        usage = discounts.usage(SHOP, CODE.code)
+        assert (usage.discount_id, usage.used, usage.status) == (discount_id, 0, "ACTIVE")
+        discounts.delete(SHOP, usage.discount_id)
+        assert discounts.usage(SHOP, CODE.code) is None
+    asked = json.loads(c.requests[2].body)
+    assert "codeDiscountNodeByCode(code: $code)" in asked["query"] and "asyncUsageCount" in asked["query"]
+    assert asked["variables"] == {"code": CODE.code}
+    assert "discountCodeDelete(id: $id)" in json.loads(c.requests[3].body)["query"]
