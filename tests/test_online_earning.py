@@ -478,3 +478,34 @@ def test_the_merchant_sees_earned_taken_back_given_back_owed_and_pending(shopper
     assert summary["total"] == {"earned_online": 100, "taken_back": 30, "given_back": 500, "owed": 0, "pending": 30}
     assert shopper.balance() == 430
     assert _admin(shopper, "GET", "/earning/summary", shop="other-shop.myshopify.com").json["customers"] == []
+
+
+# -- one ledger ---------------------------------------------------------------------------------------------
+
+def test_a_conversion_deduction_is_a_movement_in_the_same_ledger(shopper):
+    coupon = _coupon(shopper)
+    shopper.order(order(subtotal="2000"))
+    shopper.settle()
+    with shopper.services.db.transaction() as s:
+        applied = movements.applied_movements(s, s.scalar(select(Shop.id)), TARO)
+        shown = [(m.kind, m.points, m.conversion_id, m.smaregi_transaction_id) for m in applied]
+    deduction, grant = (t["transactionHeadId"] for t in shopper.smaregi.contracts[CONTRACT].transactions)
+    assert shown == [("conversion_deduction", -500, coupon["id"], deduction), ("grant", 20, None, grant)]
+
+
+def test_background_writes_leave_shoppers_a_share_of_each_second(services):
+    from app.smaregi.ratelimit import RateLimiter
+
+    now = [1_000_000.5]
+    limiter = RateLimiter(services.db, reads_per_s=10, writes_per_s=4, clock=lambda: now[0],
+                          sleep=lambda s: now.__setitem__(0, now[0] + s))
+    second = int(now[0])
+    for _ in range(3):
+        limiter.acquire(CONTRACT, "write", background=True)
+    assert int(now[0]) == second  # three background writes fit in this second
+    limiter.acquire(CONTRACT, "write", background=True)
+    assert int(now[0]) == second + 1  # the fourth waits for the next second…
+    for _ in range(2):
+        limiter.acquire(CONTRACT, "write", background=True)
+    limiter.acquire(CONTRACT, "write")  # …where, after three background writes, a shopper still gets a slot
+    assert int(now[0]) == second + 1
