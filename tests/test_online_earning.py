@@ -509,3 +509,16 @@ def test_background_writes_leave_shoppers_a_share_of_each_second(services):
         limiter.acquire(CONTRACT, "write", background=True)
     limiter.acquire(CONTRACT, "write")  # …where, after three background writes, a shopper still gets a slot
     assert int(now[0]) == second + 1
+
+
+def test_a_data_request_includes_the_customers_orders_and_point_movements(shopper):
+    from app.models import DataRequest
+
+    shopper.order(order(subtotal="4000"))
+    shopper.settle()
+    shopper.order({"shop_id": 1, "shop_domain": SHOP, "customer": {"id": TARO}, "data_request": {"id": 9}},
+                  topic="customers/data_request")
+    with shopper.services.db.transaction() as s:
+        export = s.scalar(select(DataRequest.export))
+    assert [o["order_id"] for o in export["orders"]] == [5001]
+    assert [(m["kind"], m["points"], m["state"]) for m in export["point_movements"]] == [("grant", 40, "applied")]
