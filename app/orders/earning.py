@@ -131,7 +131,7 @@ def run(services) -> float:
     deadline = time.monotonic() + BUDGET_S
     while time.monotonic() < deadline and settle_due(services) == BATCH:
         pass
-    while time.monotonic() < deadline and send_due(services, deadline) == BATCH:
+    while time.monotonic() < deadline and send_due(services, deadline) == SENDERS * 2:
         pass
     return 0.5
 
@@ -155,7 +155,7 @@ def settle_due(services, limit: int = BATCH) -> int:
 def send_due(services, deadline: float) -> int:
     """Drive the due movements a few at a time: each waits on its own rate-limit slot and Smaregi's
     answer, so one at a time would leave the contract's write budget unused."""
-    ids = movements.claim_due(services, limit=BATCH)
+    ids = movements.claim_due(services, limit=SENDERS * 2)  # no more than can go soon: the rest stay claimable
     targets: dict[int, Target] = {}
     with services.db.transaction() as session:
         shop_of = dict(session.execute(select(PointMovement.id, PointMovement.shop_id)

@@ -99,6 +99,7 @@ class Sent:
     outcome: Outcome
     change: PointChange | None = None
     error: str = ""
+    throttled: bool = False  # only the rate limit stood in the way: no attempt used up
 
 
 def send_change(client: SmaregiClient, smaregi_customer_id: str, delta: int, *, deadline: float,
@@ -109,7 +110,9 @@ def send_change(client: SmaregiClient, smaregi_customer_id: str, delta: int, *, 
                                    background=background)
     except SmaregiBadRequest as exc:
         return Sent(Outcome.REFUSED, error=exc.detail)
-    except (SmaregiRateLimited, ContractPaused, SmaregiUnreachable) as exc:
+    except (SmaregiRateLimited, ContractPaused) as exc:
+        return Sent(Outcome.NOT_APPLIED, error=type(exc).__name__, throttled=True)
+    except SmaregiUnreachable as exc:
         return Sent(Outcome.NOT_APPLIED, error=type(exc).__name__)
     except (SmaregiTimeout, SmaregiServerError) as exc:
         return Sent(Outcome.AMBIGUOUS, error=type(exc).__name__)
@@ -245,6 +248,9 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
     if sent.outcome == Outcome.AMBIGUOUS:
         log.warning("movement.ambiguous", extra={"movement_id": m.id, "error": sent.error})
         return _later(services, m, sent.error, from_state=S.SENDING, after=timedelta(seconds=10))
+    if sent.throttled:  # the contract's second was full: next in line, not a failure
+        return _set(services, m, S.SENDING, state=S.PLANNED, sent_points=None, owed_change=0, sent_at=None,
+                    leased_until=None, next_attempt_at=utcnow())
     # Nothing was applied: plan again (a take-back re-reads the balance; Smaregi said no because it changed).
     log.info("movement.not_applied", extra={"movement_id": m.id, "outcome": sent.outcome, "error": sent.error})
     return _back_to_planned(services, m, sent.error)
