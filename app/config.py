@@ -40,6 +40,9 @@ class ConfigError(Exception):
         self.variable = variable
 
 
+EARN_TRIGGERS = ("paid", "fulfilled")
+
+
 @dataclass(frozen=True)
 class PointRuleDefaults:
     yen_per_point: int = 1
@@ -47,6 +50,10 @@ class PointRuleDefaults:
     minimum: int = 100
     daily_limit: int = 10000
     coupon_valid_days: int = 30
+    earn_yen_per_point: int = 100  # 0: online purchases earn nothing
+    earn_on: str = "paid"  # "paid" | "fulfilled"
+    earn_hold_days: int = 0
+    coupon_return_unused: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if contract and not re.fullmatch(r"[A-Za-z0-9_]{1,64}", contract):
         raise ConfigError("SMAREGI_CONTRACT_ID", f"must be a Smaregi contract id like sb_abc123, got {contract!r}")
 
+    earn_on = (read.text("POINTS_EARN_ON", default="paid") or "paid").lower()
+    if earn_on not in EARN_TRIGGERS:
+        raise ConfigError("POINTS_EARN_ON", f"must be paid or fulfilled, got {earn_on!r}")
+
     return Config(
         environment=environment,
         shopify_api_key=read.required("SHOPIFY_API_KEY", DEV_SHOPIFY_API_KEY, forbidden=DEV_SHOPIFY_API_KEY),
@@ -217,6 +228,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             minimum=read.integer("POINTS_MINIMUM", 100),
             daily_limit=read.integer("POINTS_DAILY_LIMIT", 10000),
             coupon_valid_days=read.integer("COUPON_VALID_DAYS", 30),
+            earn_yen_per_point=read.integer("POINTS_EARN_YEN_PER_POINT", 100, minimum=0),
+            earn_on=earn_on,
+            earn_hold_days=read.integer("POINTS_EARN_HOLD_DAYS", 0, minimum=0),
+            coupon_return_unused=read.boolean("COUPON_RETURN_UNUSED", True),
         ),
         port=port,
         log_level=(read.text("LOG_LEVEL", default="INFO") or "INFO").upper(),

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, case, cast, func, or_, select
 
 from . import connect
-from .models import Conversion, DataRequest, MemberLink, Shop, ShopSettings, SmaregiContract, utcnow
-from .points.ledger import shop_today
+from .models import Conversion, DataRequest, MemberLink, Order, PointMovement, Shop, ShopSettings, SmaregiContract, utcnow
+from .points.ledger import shop_today, shown_code
 from .points.member import forget_settings
 from .services import Services
 from .settings import effective_settings
@@ -37,6 +37,7 @@ FIELD_ERRORS = {
     "placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
     "rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
     "on_or_off": "Choose on or off.",
+    "earn_trigger": "Choose paid or fulfilled.",
 }
 
 
@@ -245,7 +246,7 @@ def conversions(services: Services, shop: AdminShop, query: str = "", status: st
                                   cast(Conversion.shopify_customer_id, String).ilike(like)))
         rows = session.scalars(stmt.order_by(Conversion.created_at.desc()).limit(200)).all()
     return [{"id": c.id, "created_at": c.created_at.isoformat(), "customer_id": c.shopify_customer_id,
-             "points": c.points, "amount": c.amount, "currency": c.currency, "code": c.code, "status": c.status,
+             "points": c.points, "amount": c.amount, "currency": c.currency, "code": shown_code(c), "status": c.status,
              "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or []} for c in rows]
 
 
@@ -268,3 +269,83 @@ def data_requests(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
                                .order_by(DataRequest.created_at.desc())).all()
     return [{"id": r.id, "customer_id": r.shopify_customer_id, "request_id": r.request_id,
              "created_at": r.created_at.isoformat(), "data": r.export} for r in rows]
+
+
+# -- online earning ---------------------------------------------------------------------------------------
+EARNING_FIELDS = ("earn_yen_per_point", "earn_on", "earn_hold_days", "coupon_return_unused", "point_expiry_months")
+
+
+def get_earning(services: Services, shop: AdminShop) -> dict[str, Any]:
+    with services.db.transaction() as session:
+        effective = effective_settings(session, session.get(Shop, shop.shop_id), services.config)
+    return {"earn_yen_per_point": effective.earn_yen_per_point, "earn_on": effective.earn_on,
+            "earn_hold_days": effective.earn_hold_days, "coupon_return_unused": effective.coupon_return_unused,
+            "point_expiry_months": effective.point_expiry_months or 0}
+
+
+def save_earning(services: Services, shop: AdminShop, data: Any) -> dict[str, Any]:
+    """The earning rules (0 yen per point: online earning off; 0 months: expiry left alone).
+    Validate everything first; save nothing unless all of it is valid."""
+    if not isinstance(data, dict):
+        raise SettingsInvalid({"_": {"code": "invalid_request", "params": {},
+                                     "message": "Send the rules as a JSON object."}})
+    errors: dict[str, dict[str, Any]] = {}
+    yen = _int(errors, data, "earn_yen_per_point", 0, 100_000)
+    hold = _int(errors, data, "earn_hold_days", 0, 365)
+    months = _int(errors, data, "point_expiry_months", 0, 120)
+    if data.get("earn_on") not in ("paid", "fulfilled"):
+        errors["earn_on"] = _error("earn_trigger")
+    if not isinstance(data.get("coupon_return_unused"), bool):
+        errors["coupon_return_unused"] = _error("on_or_off")
+    if errors:
+        raise SettingsInvalid(errors)
+    with services.db.transaction() as session:
+        own = session.get(ShopSettings, shop.shop_id) or ShopSettings(shop_id=shop.shop_id)
+        own.earn_yen_per_point, own.earn_on, own.earn_hold_days = yen, data["earn_on"], hold
+        own.coupon_return_unused, own.point_expiry_months = data["coupon_return_unused"], months or None
+        session.add(own)
+    forget_settings(shop.domain)
+    return get_earning(services, shop)
+
+
+def earning_summary(services: Services, shop: AdminShop) -> dict[str, Any]:
+    """Per customer and in total: earned online, taken back, given back, owed, pending."""
+    from .orders.earning import pending
+    from .points.movements import OWED_COUNTS, MovementKind, MovementState
+
+    kinds = {MovementKind.GRANT: "earned_online", MovementKind.TAKE_BACK: "taken_back",
+             MovementKind.GIVE_BACK: "given_back"}
+    with services.db.transaction() as session:
+        settings = effective_settings(session, session.get(Shop, shop.shop_id), services.config)
+        # Earned and given back: what the movements were for (owed shows what was netted);
+        # taken back: what Smaregi actually gave up (the rest is owed).
+        amount = case((PointMovement.kind == MovementKind.TAKE_BACK, PointMovement.sent_points),
+                      else_=PointMovement.points)
+        moved = session.execute(
+            select(PointMovement.shopify_customer_id, PointMovement.kind, func.coalesce(func.sum(amount), 0))
+            .where(PointMovement.shop_id == shop.shop_id, PointMovement.kind.in_(list(kinds)),
+                   PointMovement.state == MovementState.APPLIED)
+            .group_by(PointMovement.shopify_customer_id, PointMovement.kind)).all()
+        owed = session.execute(
+            select(PointMovement.shopify_customer_id, func.sum(PointMovement.owed_change))
+            .where(PointMovement.shop_id == shop.shop_id, PointMovement.state.in_(OWED_COUNTS))
+            .group_by(PointMovement.shopify_customer_id)).all()
+        customers: dict[int, dict[str, int]] = {}
+
+        def row(customer_id: int) -> dict[str, int]:
+            return customers.setdefault(customer_id, {"earned_online": 0, "taken_back": 0, "given_back": 0,
+                                                      "owed": 0, "pending": 0})
+
+        for customer_id, kind, points in moved:
+            row(customer_id)[kinds[kind]] += abs(int(points))
+        for customer_id, points in owed:
+            row(customer_id)["owed"] += int(points or 0)
+        with_orders = session.scalars(select(Order.shopify_customer_id).where(
+            Order.shop_id == shop.shop_id, Order.shopify_customer_id.is_not(None)).distinct()).all()
+        for customer_id in with_orders:
+            waiting = pending(session, shop.shop_id, customer_id, settings)["points"]
+            if waiting:
+                row(customer_id)["pending"] = waiting
+    total = {k: sum(c[k] for c in customers.values())
+             for k in ("earned_online", "taken_back", "given_back", "owed", "pending")}
+    return {"total": total, "customers": [{"customer_id": k, **v} for k, v in sorted(customers.items())]}

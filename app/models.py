@@ -128,6 +128,11 @@ class ShopSettings(Base):
     points_minimum: Mapped[int | None]
     points_daily_limit: Mapped[int | None]
     coupon_valid_days: Mapped[int | None]
+    earn_yen_per_point: Mapped[int | None]
+    earn_on: Mapped[str | None] = mapped_column(String(16))
+    earn_hold_days: Mapped[int | None]
+    coupon_return_unused: Mapped[bool | None]
+    point_expiry_months: Mapped[int | None]  # each grant moves pointExpireDate this far ahead; None = off
     rank_labels: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"gold": {"ja": "…", "en": "…"}}
     blank_name_placeholder: Mapped[str] = mapped_column(String(85), default="-", server_default="-")
     keep_store_member_codes: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
@@ -296,22 +301,91 @@ class Conversion(Base):
     shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
     smaregi_customer_id: Mapped[str | None] = mapped_column(String(32))
     idempotency_key: Mapped[str] = mapped_column(String(128))
-    points: Mapped[int]
-    amount: Mapped[int]
+    points: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     code: Mapped[str] = mapped_column(String(64))
     local_date: Mapped[date] = mapped_column(Date)  # the shop-time-zone day, for the daily limit
-    # reserved → code_created → deducting → deducted → completed; compensating → failed; needs_review
+    # app.points.ledger.ConversionStatus
     status: Mapped[str] = mapped_column(String(16), default="reserved")
     discount_id: Mapped[str | None] = mapped_column(String(128))
     smaregi_transaction_ids: Mapped[list[Any] | None] = mapped_column(JSONType)
-    balance_after: Mapped[int | None]
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
     expires_at: Mapped[datetime | None]
+    order_id: Mapped[int | None] = mapped_column(BigInteger)  # the order that used the code
+    order_name: Mapped[str | None] = mapped_column(String(64))
+    points_returned: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     metafield_recorded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     deducting_since: Mapped[datetime | None]  # when we asked Smaregi; bounds the reconciliation window
     attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class PointMovement(Base):
+    """Every change the app makes to a member's Smaregi points, written before it is sent
+    (app/points/movements.py). Smaregi's point/add is relative and has no idempotency key, so this
+    row is the record of what we did, and an ambiguous send is reconciled from the member's
+    transactions instead of being sent again."""
+
+    __tablename__ = "point_movements"
+    __table_args__ = (
+        Index("ix_point_movements_customer", "shop_id", "shopify_customer_id", "created_at"),
+        Index("ix_point_movements_due", "state", "next_attempt_at"),
+        Index("ix_point_movements_order", "shop_id", "order_id"),
+        Index("ix_point_movements_conversion", "conversion_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    smaregi_customer_id: Mapped[str | None] = mapped_column(String(32))  # None: waiting for a linked member
+    kind: Mapped[str] = mapped_column(String(24))  # MovementKind
+    reason: Mapped[str] = mapped_column(String(32))  # MovementReason: what the history calls it
+    points: Mapped[int] = mapped_column(BigInteger)  # signed: what the movement is for
+    sent_points: Mapped[int | None] = mapped_column(BigInteger)  # signed: what point/add was asked
+    owed_change: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # + short, - paid off
+    state: Mapped[str] = mapped_column(String(16))  # MovementState
+    smaregi_transaction_id: Mapped[str | None] = mapped_column(String(32))
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
+    conversion_id: Mapped[str | None] = mapped_column(String(36))
+    order_id: Mapped[int | None] = mapped_column(BigInteger)
+    sent_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Order(Base):
+    """The newest state of a Shopify order we were told about, and what it has earned so far.
+    Like member links, this row is the work queue: `next_attempt_at` is when the worker settles it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "shopify_order_id"),
+        Index("ix_orders_due", "next_attempt_at"),
+        Index("ix_orders_customer", "shop_id", "shopify_customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_order_id: Mapped[int] = mapped_column(BigInteger)
+    shopify_customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    name: Mapped[str | None] = mapped_column(String(64))
+    shopify_updated_at: Mapped[datetime | None]
+    # The order as the earning rule sees it: base, statuses, cancelled, discount codes.
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    paid_seen_at: Mapped[datetime | None]  # first receipt in a paid state: the paid trigger moment
+    fulfilled_seen_at: Mapped[datetime | None]
+    base_when_paid: Mapped[str | None] = mapped_column(String(32))  # decimal, for the refunded share
     next_attempt_at: Mapped[datetime | None]
     leased_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,6 +19,8 @@ from .models import (
     DirectoryMember,
     LinkState,
     MemberLink,
+    Order,
+    PointMovement,
     Shop,
     SmaregiContract,
     WebhookDelivery,
@@ -56,6 +58,13 @@ def data_request(session: Session, shop: Shop, payload: dict[str, Any]) -> str:
             "synced_at": link.synced_at.isoformat() if link.synced_at else None},
         "conversions": [{"id": c.id, "created_at": c.created_at.isoformat(), "points": c.points, "amount": c.amount,
                          "currency": c.currency, "code": c.code, "status": c.status} for c in conversions],
+        "orders": [{"order_id": o.shopify_order_id, "name": o.name, "facts": o.facts} for o in session.scalars(
+            select(Order).where(Order.shop_id == shop.id, Order.shopify_customer_id == customer_id))],
+        "point_movements": [{"kind": m.kind, "points": m.points, "state": m.state, "order_id": m.order_id,
+                             "created_at": m.created_at.isoformat()} for m in session.scalars(
+            select(PointMovement).where(PointMovement.shop_id == shop.id,
+                                        PointMovement.shopify_customer_id == customer_id)
+            .order_by(PointMovement.created_at))],
     }
     request_id = (payload.get("data_request") or {}).get("id")
     session.add(DataRequest(shop_id=shop.id, shopify_customer_id=customer_id,

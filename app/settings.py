@@ -26,6 +26,11 @@ class EffectiveSettings:
     rank_labels: dict
     timezone: ZoneInfo
     currency: str
+    earn_yen_per_point: int = 0  # 0: online earning off
+    earn_on: str = "paid"
+    earn_hold_days: int = 0
+    coupon_return_unused: bool = True
+    point_expiry_months: int | None = None  # each grant moves the member's pointExpireDate this far ahead
 
     @property
     def syncable(self) -> bool:
@@ -71,4 +76,9 @@ def effective_settings(session: Session, shop: Shop, config: Config, own=_UNSET)
         rank_labels=dict(own.rank_labels or {}),
         timezone=ZoneInfo(shop.timezone or "Asia/Tokyo"),
         currency=shop.currency or "JPY",
+        earn_yen_per_point=pick(own.earn_yen_per_point, defaults.earn_yen_per_point),
+        earn_on=pick(own.earn_on, defaults.earn_on),
+        earn_hold_days=pick(own.earn_hold_days, defaults.earn_hold_days),
+        coupon_return_unused=pick(own.coupon_return_unused, defaults.coupon_return_unused),
+        point_expiry_months=own.point_expiry_months or None,
     )

@@ -124,8 +124,8 @@ def synced_members(customers: list[int], points: int, **extra_env: str):
     import requests
 
     from app.services import Services
-    from app.sync.intake import Delivery, record
     from app.sync.worker import Worker
+    from app.webhooks.dispatch import Delivery, record
 
     smaregi_port, shopify_port = free_port(), free_port()
     smaregi, shopify = f"http://127.0.0.1:{smaregi_port}", f"http://127.0.0.1:{shopify_port}"

@@ -15,8 +15,8 @@ from _harness import dev_config, env, fresh_database, serve_in_thread, worker
 from app.config import load_config, normalize_database_url
 from app.dev.smaregi_emulator import SmaregiEmulator
 from app.services import Services
-from app.sync.intake import Delivery, record
 from app.sync.operations import status_counts
+from app.webhooks.dispatch import Delivery, record
 
 
 def main() -> None:

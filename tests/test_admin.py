@@ -7,8 +7,8 @@ from sqlalchemy import select, update
 from app import create_app
 from app.dev.signing import app_home_id_token
 from app.models import Conversion, MemberLink, Shop, ShopSettings
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP
 from .helpers import customer
@@ -139,11 +139,14 @@ def test_a_conversion_in_review_is_settled_by_the_merchant(services, admin, smar
         s.execute(update(Conversion).values(status="needs_review"))
     shopify_em[0].active_discounts(SHOP)[0]["status"] = "EXPIRED"  # deactivated when parked
     [row] = admin("GET", "/conversions?status=needs_review").json["conversions"]
+    assert row["code"] is None  # undecided: no code is shown, not even to the merchant
+    code = given.ledger()[0].code
     assert admin("POST", f"/conversions/{row['id']}/review", shop=OTHER,
                  json={"points_were_deducted": True}).status_code == 404  # not that shop's
     assert admin("POST", f"/conversions/{row['id']}/review", json={"points_were_deducted": True}).json["resolved"]
-    assert [d["code"] for d in shopify_em[0].active_discounts(SHOP)] == [row["code"]]  # the code works again
-    assert admin("GET", f"/conversions?q={row['code'][6:12]}").json["conversions"][0]["status"] == "completed"
+    assert [d["code"] for d in shopify_em[0].active_discounts(SHOP)] == [code]  # the code works again
+    [found] = admin("GET", f"/conversions?q={code[6:12]}").json["conversions"]
+    assert (found["status"], found["code"]) == ("completed", code)
     assert admin("GET", "/dashboard").json["conversions_today"] == {"count": 1, "points": 500}
 
 

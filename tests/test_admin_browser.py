@@ -7,8 +7,8 @@ import pytest
 
 from app import create_app
 from app.dev.signing import app_home_id_token
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer

@@ -67,10 +67,20 @@ def test_smaregi_env_picks_both_hosts_and_overrides_must_be_origins():
     ("POINTS_UNIT", "ten"), ("POINTS_MINIMUM", "0"), ("SMAREGI_WRITES_PER_S", "-1"),
     ("SMAREGI_SYNC_ENABLED", "maybe"), ("SHOPIFY_API_VERSION", "2026-11"), ("TOKEN_ENCRYPTION_KEY", "short"),
     ("SHOPIFY_ADMIN_API_BASE", "https://example.com"), ("DATABASE_URL", "mysql://x/y"),
-    ("SMAREGI_CONTRACT_ID", "sb/../x"),
+    ("SMAREGI_CONTRACT_ID", "sb/../x"), ("POINTS_EARN_YEN_PER_POINT", "-1"), ("POINTS_EARN_ON", "shipped"),
+    ("POINTS_EARN_HOLD_DAYS", "two"), ("COUPON_RETURN_UNUSED", "sometimes"),
 ])
 def test_malformed_values_name_their_variable(name, value):
     assert error_for({**PROD, name: value}).variable == name
+
+
+def test_earning_rules_default_to_the_contract_and_0_turns_earning_off():
+    rules = load_config(PROD).points
+    assert (rules.earn_yen_per_point, rules.earn_on, rules.earn_hold_days, rules.coupon_return_unused) == \
+        (100, "paid", 0, True)
+    off = load_config({**PROD, "POINTS_EARN_YEN_PER_POINT": "0", "POINTS_EARN_ON": "fulfilled",
+                       "COUPON_RETURN_UNUSED": "false"}).points
+    assert (off.earn_yen_per_point, off.earn_on, off.coupon_return_unused) == (0, "fulfilled", False)
 
 
 def test_sync_switch_reads_true_and_false():

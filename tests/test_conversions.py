@@ -16,8 +16,8 @@ from app.dev.signing import app_home_id_token
 from app.models import Conversion, Shop, ShopSettings, utcnow
 from app.points.saga import Saga, sweep
 from app.sync import directory
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, make_env
 from .helpers import customer, proxy_url
@@ -187,8 +187,8 @@ def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given)
     from app.points.member import Shopper
 
     # The request reserved and created the code, then its process died.
-    reserved = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO),
-                             _settings(given), given.taro["customerId"], 500, "crash-key-001")
+    reserved, _ = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO),
+                                _settings(given), given.taro["customerId"], 500, "crash-key-001")
     saga = Saga(given.services)
     saga._create_code(reserved, SHOP)
     assert len(given.active_codes()) == 1
@@ -204,8 +204,8 @@ def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given):
     from app.points import conversion as conv
     from app.points.member import Shopper
 
-    reserved = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
-                             given.taro["customerId"], 500, "crash-key-002")
+    reserved, _ = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
+                                given.taro["customerId"], 500, "crash-key-002")
     saga = Saga(given.services)
     saga._deduct(saga._create_code(reserved, SHOP))  # …and then the process died
     with given.services.db.transaction() as s:
@@ -318,3 +318,104 @@ def test_a_process_killed_mid_deduction_leaves_nothing_half_done(pg_given, smare
     assert c.status == "completed"  # the deduction happened, so the sweeper found it and finished
     assert deducted == 500 and given.balance() == 750
     assert [d["code"] for d in given.active_codes()] == [c.code]
+
+
+# -- issue 10: the money path's findings ---------------------------------------------------------------
+
+def test_while_the_deduction_is_undecided_no_code_is_shown_anywhere(given):
+    """Finding 5: Smaregi failing the deduction must not leave a live code in the shopper's listing."""
+    given.smaregi.add_fault(match=r"POST .*/point/add", status=503)  # ambiguous: maybe applied
+    given.smaregi.add_fault(match=r"GET .*/transactions", status=503)
+    resp = given.convert(500)
+    code = given.ledger()[0].code
+    assert resp.status_code == 504 and code not in json.dumps(resp.json)
+    [listed] = given.conversions()["conversions"]
+    assert (listed["status"], listed["code"]) == ("pending", None)
+    admin = given.client.get("/admin/api/conversions", headers=_admin_headers(given)).json
+    assert [c["code"] for c in admin["conversions"]] == [None]
+    assert given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons") is None
+    assert given.balance() == 1250
+
+
+def test_a_compensation_that_keeps_failing_goes_to_review_and_does_not_block_the_customer(given, monkeypatch):
+    from app.points import saga as saga_module
+
+    monkeypatch.setattr(saga_module, "MAX_SWEEP_ATTEMPTS", 3)
+    given.smaregi.add_fault(match=r"POST .*/point/add", status=400, count=1)  # refused: must delete the code
+    shopify_down = [given.shopify.add_fault(match=m, status=500)
+                    for m in ("discountCodeDelete", "discountCodeDeactivate", "codeDiscountNodeByCode")]
+    assert given.convert(500).json["error"]["code"] == "insufficient_points"
+    assert given.ledger()[0].status == "compensating"
+    for _ in range(3):
+        with given.services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(given.services)
+    [c] = given.ledger()
+    assert (c.status, c.error_code) == ("needs_review", "compensation_failed")
+    for fault in shopify_down:
+        given.shopify.faults.remove(fault)
+    assert given.convert(500).status_code == 201  # not 409 conversion_in_progress
+    assert given.balance() == 750
+
+
+def test_a_needs_review_conversion_counts_toward_the_daily_limit(given, monkeypatch):
+    from app.points import saga as saga_module
+
+    given.settings(points_daily_limit=1000)
+    given.smaregi.add_fault(match=r"POST .*/point/add", stall_after_apply_s=5, count=1)
+    given.smaregi.add_fault(match=r"GET .*/transactions", status=503)
+    assert given.convert(600).status_code == 504
+    monkeypatch.setattr(saga_module, "MAX_SWEEP_ATTEMPTS", 1)
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+    sweep(given.services)
+    assert given.ledger()[0].status == "needs_review"
+    given.smaregi.faults.clear()
+    resp = given.convert(500)  # 600 may already have left the member: only 400 remain today
+    assert (resp.status_code, resp.json["error"]["code"]) == (422, "daily_limit_exceeded")
+
+
+def _admin_headers(given) -> dict[str, str]:
+    cfg = given.services.config
+    return {"Authorization": f"Bearer {app_home_id_token(cfg.shopify_api_key, cfg.shopify_api_secret, SHOP)}"}
+
+
+@pytest.mark.postgres
+def test_two_requests_with_one_key_at_the_same_moment_never_get_a_500(pg_given):
+    given = pg_given
+    given.smaregi.add_fault(match=r"POST .*/point/add", latency_s=0.5, count=1)  # the first is mid-saga
+    url = proxy_url(given.services.config.shopify_api_secret, "conversions", TARO)
+    barrier, answers = threading.Barrier(4), []
+
+    def tab():
+        client = create_app(services=given.services).test_client()
+        barrier.wait()
+        resp = client.post(url, data=json.dumps({"points": 500, "idempotency_key": "same-key-at-once"}),
+                           content_type="application/json")
+        answers.append((resp.status_code, resp.is_json and (resp.json.get("error") or {}).get("code")))
+
+    threads = [threading.Thread(target=tab) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(answers) == 4
+    assert [a for a in answers if a[0] == 201] == [(201, None)]
+    assert all(a in ((200, None), (409, "conversion_in_progress")) for a in answers if a[0] != 201), answers
+    assert len(given.deductions()) == 1 and given.balance() == 750
+    again = given.convert(500, key="same-key-at-once")
+    assert again.status_code == 200 and again.json["conversion"]["status"] == "completed"
+
+
+@pytest.mark.postgres
+def test_a_rule_combination_beyond_32_bits_converts(pg_given):
+    """10,000 yen per point x 300,000 points = 3,000,000,000 yen: more than a 32-bit column holds."""
+    given = pg_given
+    given.settings(yen_per_point=10_000, points_daily_limit=1_000_000)
+    rich = given.smaregi.add_member(CONTRACT, customerCode="8840734670936", lastName="Rich",
+                                   firstName="Ren", points=500_000)
+    given.shopify.add_customer(SHOP, 8840734670936)
+    resp = given.convert(300_000, who=8840734670936)
+    assert resp.status_code == 201, resp.json
+    assert (resp.json["conversion"]["amount"], resp.json["conversion"]["balance_after"]) == (3_000_000_000, 200_000)
+    assert given.balance(rich) == 200_000

@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 from app import create_app
 from app.models import MemberLink, ShopSettings, SmaregiContract, utcnow
 from app.sync import operations, queue, scheduler
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker, resume_paused
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, make_env
 from .helpers import customer, deliver

@@ -12,8 +12,8 @@ from app import create_app
 from app.dev.signing import proxy_query
 from app.models import BalanceSnapshot, Shop, ShopSettings, utcnow
 from app.shopify.verify import ShopifyVerifier
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP
 from .helpers import customer, proxy_url
@@ -63,7 +63,7 @@ def test_shopifys_documented_proxy_signature_verifies(monkeypatch):
 
 
 def test_a_member_sees_their_live_balance_rank_expiry_and_history(services, shop, client):
-    resp = get(client, services)
+    resp = get(client, services, extra={"locale": "en"})
     assert resp.status_code == 200
     assert resp.headers["Cache-Control"].startswith("no-store")
     body = resp.json
@@ -75,10 +75,12 @@ def test_a_member_sees_their_live_balance_rank_expiry_and_history(services, shop
     assert body["conversion"] == {"unit": 100, "minimum": 100, "daily_limit": 10000, "remaining_today": 10000,
                                   "yen_per_point": 1}
     assert body["as_of"].endswith("+09:00") and body["stale"] is False
+    assert body["pending"] == {"points": 0, "next_on": None}
 
 
-def test_japanese_labels_when_the_storefront_asks_in_japanese(services, shop, client):
-    body = get(client, services, extra={"locale": "ja"}).json
+@pytest.mark.parametrize("locale", ["ja", None])
+def test_japanese_labels_when_the_storefront_asks_in_japanese_or_names_no_language(services, shop, client, locale):
+    body = get(client, services, extra={"locale": locale} if locale else None).json
     assert body["member"]["rank_label"] == "ゴールド会員"
     assert body["history"][0]["label"] == "店舗でのお買い物"
 

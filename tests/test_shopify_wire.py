@@ -94,10 +94,26 @@ def test_coupon_metafield_compare_and_set(wire):
     discounts = Discounts(services.admin)
     with cassette("coupons_metafield") as c:
         install(services)
-        discounts.append_coupon(SHOP, CODE.customer_id, {"code": "A", "points": 100})
-        discounts.append_coupon(SHOP, CODE.customer_id, {"code": "B", "points": 200})
+        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "A", "points": 100})
+        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "B", "points": 200})
     writes = [json.loads(r.body)["variables"]["metafields"][0] for r in c.requests if b"metafieldsSet" in r.body]
     assert writes[0]["compareDigest"] is None  # "only if it does not exist yet"
     assert writes[1]["compareDigest"] and json.loads(writes[1]["value"]) == [{"code": "A", "points": 100},
                                                                              {"code": "B", "points": 200}]
     assert (writes[0]["namespace"], writes[0]["key"], writes[0]["type"]) == ("loyalty", "coupons", "json")
+
+
+def test_a_coupon_handed_back_is_checked_for_use_then_withdrawn(wire):
+    services, cassette = wire
+    discounts = Discounts(services.admin)
+    with cassette("coupon_usage_and_withdrawal") as c:
+        install(services)
+        discount_id = discounts.create(SHOP, CODE)
+        usage = discounts.usage(SHOP, CODE.code)
+        assert (usage.discount_id, usage.used, usage.status) == (discount_id, 0, "ACTIVE")
+        discounts.delete(SHOP, usage.discount_id)
+        assert discounts.usage(SHOP, CODE.code) is None
+    asked = json.loads(c.requests[2].body)
+    assert "codeDiscountNodeByCode(code: $code)" in asked["query"] and "asyncUsageCount" in asked["query"]
+    assert asked["variables"] == {"code": CODE.code}
+    assert "discountCodeDelete(id: $id)" in json.loads(c.requests[3].body)["query"]

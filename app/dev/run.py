@@ -11,12 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
 from .. import migrate
 from ..config import load_config
-from .seed import DEV_SHOP, customer_payloads
+from .seed import DEV_SHOP, customer_payloads, order_payloads
 from .signing import app_home_id_token, webhook_hmac
 
 PORTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
@@ -66,6 +67,20 @@ def _send_customer_webhooks(web: str, config) -> None:
         urllib.request.urlopen(request, timeout=10)
 
 
+ORDER_CHANGES_AFTER_S = 10  # the grants land first, so the refund and cancellation show as their own rows
+
+
+def _send_order_webhooks(web: str, config, first: int, last: int) -> None:
+    """A paid order, a partial refund and a cancellation: the worker grants and takes back points."""
+    for number, (topic, payload) in list(enumerate(order_payloads()))[first:last]:
+        body = json.dumps(payload).encode()
+        request = urllib.request.Request(f"{web}/webhooks", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": DEV_SHOP,
+            "X-Shopify-Webhook-Id": f"dev-order-{number}",
+            "X-Shopify-Hmac-Sha256": webhook_hmac(body, config.shopify_api_secret)})
+        urllib.request.urlopen(request, timeout=10)
+
+
 def _set_demo_rules(web: str, config) -> None:
     """Rank labels for the seeded ranks, saved through the admin API as the merchant would."""
     rules = {"smaregi_contract_id": "", "yen_per_point": 1, "points_unit": 100, "points_minimum": 100,
@@ -104,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
     _send_customer_webhooks(web, config)
     _set_demo_rules(web, config)
+    _send_order_webhooks(web, config, 0, 2)  # two paid orders; their refund and cancellation follow
+    later = threading.Timer(ORDER_CHANGES_AFTER_S, _send_order_webhooks, (web, config, 2, 4))
+    later.daemon = True
+    later.start()
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",

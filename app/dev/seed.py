@@ -32,6 +32,24 @@ def customer_payloads() -> list[dict]:
             for cid, first, last, mail in CUSTOMERS]
 
 
+def order_payloads() -> list[tuple[str, dict]]:
+    """(topic, body) for Taro's online orders, so a newcomer sees the history move: one paid
+    (¥12,800 → 128 points), then partly refunded (¥8,000 left → 48 taken back), and one paid then
+    cancelled (its 35 points granted, then taken back)."""
+    def order(order_id: int, minutes: int, subtotal: str, financial: str, cancelled: bool = False) -> dict:
+        moment = f"2026-11-20T10:{minutes:02d}:00+09:00"
+        return {"id": order_id, "name": f"#{order_id - 5_000_000_000}", "updated_at": moment,
+                "financial_status": financial, "fulfillment_status": None,
+                "cancelled_at": moment if cancelled else None, "current_subtotal_price": subtotal,
+                "current_subtotal_price_set": {"shop_money": {"amount": subtotal, "currency_code": "JPY"}},
+                "customer": {"id": CUSTOMERS[0][0]}, "discount_codes": [],
+                "line_items": [{"id": 1, "gift_card": False, "price": subtotal, "quantity": 1}]}
+    return [("orders/paid", order(5_000_001_001, 0, "12800", "paid")),
+            ("orders/paid", order(5_000_001_002, 10, "3500", "paid")),
+            ("orders/updated", order(5_000_001_001, 5, "8000", "partially_refunded")),
+            ("orders/cancelled", order(5_000_001_002, 15, "0", "refunded", cancelled=True))]
+
+
 def seed(smaregi: SmaregiEmulator, shopify: ShopifyEmulator, contract_id: str, shop: str = DEV_SHOP) -> None:
     today = datetime.now(JST)
     for _shopify_id, code, last, first, mail, points, rank in MEMBERS:

@@ -8,8 +8,9 @@ routes there: `/{shop}/admin/oauth/access_token`, `/{shop}/admin/api/{version}/g
 - a refresh returns a new access token AND a new refresh token; the previous refresh token keeps
   working until the new access token is first used (Shopify's "resilient refresh");
 - GraphQL: discountCodeBasicCreate (duplicate code → TAKEN userError), discountCodeDelete,
-  discountCodeDeactivate, codeDiscountNodeByCode, metafieldsSet (with compareDigest), customer,
-  shop { currencyCode ianaTimezone } (set per shop with `set_profile`);
+  discountCodeDeactivate, codeDiscountNodeByCode (with asyncUsageCount; `use_code` redeems one),
+  metafieldsSet (with compareDigest), customer, shop { currencyCode ianaTimezone } (set per shop
+  with `set_profile`);
 - faults: forced HTTP status, THROTTLED errors, latency.
 """
 from __future__ import annotations
@@ -101,6 +102,13 @@ class ShopifyEmulator:
     def active_discounts(self, domain: str) -> list[dict[str, Any]]:
         with self.lock:
             return [d for d in self.shop(domain).discounts.values() if d["status"] == "ACTIVE"]
+
+    def use_code(self, domain: str, code: str) -> None:
+        """A checkout redeemed the code (what asyncUsageCount counts)."""
+        with self.lock:
+            for d in self.shop(domain).discounts.values():
+                if d["code"] == code:
+                    d["used"] = d.get("used", 0) + 1
 
     def metafield(self, domain: str, owner: str, namespace: str, key: str) -> dict[str, Any] | None:
         with self.lock:
@@ -208,7 +216,8 @@ class ShopifyEmulator:
         if "codeDiscountNodeByCode" in query:
             code = arg("codeDiscountNodeByCode", "code")
             d = next((d for d in s.discounts.values() if d["code"] == code), None)
-            return {"codeDiscountNodeByCode": {"id": d["id"], "codeDiscount": {"status": d["status"]}} if d else None}
+            return {"codeDiscountNodeByCode": {"id": d["id"], "codeDiscount": {
+                "status": d["status"], "asyncUsageCount": d.get("used", 0)}} if d else None}
         if "metafieldsSet" in query:
             return {"metafieldsSet": self._metafields_set(s, arg("metafieldsSet", "metafields"))}
         if re.search(r"\bcustomer\s*\(", query):

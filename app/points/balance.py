@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ..models import BalanceSnapshot, Conversion, utcnow
+from ..models import BalanceSnapshot, PointMovement, utcnow
+from ..orders.earning import pending
 from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.client import PointBalance
@@ -25,6 +26,7 @@ from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from .errors import NotRegistered, PosTimeout, PosUnavailable
 from .ledger import converted_today
 from .member import Member, Shopper, find_member, linked_member, shop_and_settings_in
+from .movements import MovementReason
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ LABELS = {
     "online_conversion": {"en": "Online coupon", "ja": "オンラインクーポンへの交換"},
     "adjustment": {"en": "Adjustment", "ja": "ポイント調整"},
     "expiry": {"en": "Expired", "ja": "ポイント失効"},
+    MovementReason.ONLINE_PURCHASE: {"en": "Online purchase", "ja": "オンラインでのお買い物"},
+    MovementReason.PURCHASE_REVERSAL: {"en": "Online order cancelled or refunded",
+                                       "ja": "オンライン注文のキャンセル・返金"},
+    MovementReason.COUPON_GIVEN_BACK: {"en": "Coupon points given back", "ja": "クーポンのポイント返還"},
 }
 
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pos-read")  # two reads per waiting request
@@ -50,7 +56,7 @@ class BalanceView:
     pos_ms: float  # time spent waiting on Smaregi (0 when answered from the snapshot)
 
 
-def read_balance(services: Services, shopper: Shopper, locale: str = "en") -> BalanceView:
+def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> BalanceView:
     ctx = _context(services, shopper)
     now = utcnow()
     snapshot = ctx.snapshot
@@ -87,20 +93,22 @@ class _Context:
     snapshot: BalanceSnapshot | None
     linked: Member | None
     converted_today: int
-    our_transactions: set[str]
+    our_transactions: dict[str, str]  # Smaregi transaction id → the movement's reason
+    pending: dict[str, Any]
 
 
 def _context(services: Services, shopper: Shopper) -> _Context:
     with services.db.transaction() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         customer = shopper.customer_id
-        ours = session.scalars(select(Conversion.smaregi_transaction_ids).where(
-            Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer,
-            Conversion.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+        ours = session.execute(select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
+            PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
+            PointMovement.smaregi_transaction_id.is_not(None),
+            PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
         return _Context(shop_id, customer, settings, session.get(BalanceSnapshot, (shop_id, customer)),
                         linked_member(session, settings.contract_id, shop_id, customer),
                         converted_today(session, shop_id, customer, settings),
-                        {str(t) for ids in ours if ids for t in ids})
+                        {str(t): reason for t, reason in ours}, pending(session, shop_id, customer, settings))
 
 
 def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
@@ -123,8 +131,9 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     }
 
 
-def _movements(transactions: list[dict[str, Any]], ours: set[str], settings: EffectiveSettings) -> list[dict]:
-    """Point movements, newest first, with a kind the response labels in the shopper's language."""
+def _movements(transactions: list[dict[str, Any]], ours: dict[str, str], settings: EffectiveSettings) -> list[dict]:
+    """Point movements, newest first, with a kind the response labels in the shopper's language.
+    A point/add the app made appears once, with the app's label (its movement's reason)."""
     out = []
     for t in transactions:
         moment = _parse(t.get("transactionDateTime") or t.get("updDateTime"))
@@ -135,9 +144,9 @@ def _movements(transactions: list[dict[str, Any]], ours: set[str], settings: Eff
         if division == "8":
             entries = [("expiry", -spent)]
         elif division == "7":
-            entries = [("online_conversion" if head_id in ours else "adjustment", -spent)]
+            entries = [(ours.get(head_id, "adjustment"), -spent)]
         elif division == "6":
-            entries = [("adjustment", earned)]
+            entries = [(ours.get(head_id, "adjustment"), earned)]
         elif division in ("13", "14"):
             entries = []  # miles, not points
         else:
@@ -164,6 +173,7 @@ def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool,
                        "daily_limit": settings.points_daily_limit,
                        "remaining_today": max(0, settings.points_daily_limit - ctx.converted_today),
                        "yen_per_point": settings.yen_per_point},
+        "pending": ctx.pending,
         "as_of": as_of.astimezone(settings.timezone).isoformat(timespec="seconds"),
         "stale": stale,
     }

@@ -23,7 +23,7 @@ from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from . import errors as e
-from .ledger import IN_FLIGHT, converted_today, shop_today
+from .ledger import IN_FLIGHT, converted_today, shop_today, shown_code
 from .member import Shopper, find_member, linked_member, shop_and_settings, shop_and_settings_in
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,16 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
         raise (e.PosTimeout() if isinstance(exc, (SmaregiTimeout, ContractPaused)) else e.PosUnavailable()) from None
     if balance is None or balance.points < points:
         raise e.InsufficientPoints()
-    conversion = _reserve(services, shop_id, shopper, settings, member.smaregi_customer_id, points, key)
-    if conversion.shopify_customer_id != shopper.customer_id or conversion.points != points or \
-            conversion.status != "reserved":  # a concurrent request with the same key got there first
+    conversion, ours = _reserve(services, shop_id, shopper, settings, member.smaregi_customer_id, points, key)
+    if not ours:  # a concurrent request with the same key got there first: never drive its saga too
         return replay(conversion, shopper, points, settings)
-    from .saga import Saga
+    from .saga import LostRace, Saga
 
     saga = Saga(services, known_shop=(shop_id, shopper.shop_domain, settings.contract_id))
-    return ConversionResult(saga.run(conversion), True, settings.timezone)
+    try:
+        return ConversionResult(saga.run(conversion), True, settings.timezone)
+    except LostRace:  # the sweeper took over a request that outlived its lease
+        return replay(_by_key(services, shop_id, key), shopper, points, settings)
 
 
 def replay(conversion: Conversion, shopper: Shopper, points: int, settings: EffectiveSettings) -> ConversionResult:
@@ -106,6 +108,8 @@ def replay(conversion: Conversion, shopper: Shopper, points: int, settings: Effe
         raise e.InvalidRequest("This idempotency_key was already used for a different amount.")
     if conversion.status == "failed" and conversion.error_code in ERROR_FOR_CODE:
         raise ERROR_FOR_CODE[conversion.error_code](conversion.error_message)
+    if conversion.status in IN_FLIGHT:
+        raise e.ConversionInProgress()  # no outcome yet to replay; the same key again later will have one
     return ConversionResult(conversion, False, settings.timezone)
 
 
@@ -124,9 +128,13 @@ def public_status(conversion: Conversion) -> str:
 
 
 def conversion_json(c: Conversion, tz: tzinfo) -> dict[str, Any]:
-    return {"id": c.id, "status": public_status(c), "points": c.points, "amount": c.amount, "currency": c.currency,
-            "code": c.code, "expires_at": c.expires_at.astimezone(tz).isoformat() if c.expires_at else None,
-            "balance_after": c.balance_after}
+    out = {"id": c.id, "status": public_status(c), "points": c.points, "amount": c.amount, "currency": c.currency,
+           "code": shown_code(c), "expires_at": c.expires_at.astimezone(tz).isoformat() if c.expires_at else None,
+           "created_at": c.created_at.astimezone(tz).isoformat() if c.created_at else None,
+           "balance_after": c.balance_after}
+    if c.order_id is not None or c.status == "used":
+        out.update(order_name=c.order_name, points_returned=c.points_returned or 0)
+    return out
 
 
 def new_code(customer_id: int, points: int) -> str:
@@ -148,7 +156,8 @@ def _by_key(services: Services, shop_id: int, key: str) -> Conversion | None:
 
 
 def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: EffectiveSettings,
-             smaregi_customer_id: str, points: int, key: str) -> Conversion:
+             smaregi_customer_id: str, points: int, key: str) -> tuple[Conversion, bool]:
+    """The reserved row and True, or the row a concurrent request with the same key reserved and False."""
     conversion = Conversion(
         id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=shopper.customer_id,
         smaregi_customer_id=smaregi_customer_id, idempotency_key=key, points=points,
@@ -166,7 +175,7 @@ def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: Effec
     except IntegrityError:
         same_key = _by_key(services, shop_id, key)
         if same_key is not None:
-            return same_key  # a concurrent request with the same key won
+            return same_key, False
         raise e.ConversionInProgress() from None
     log.info("conversion.reserved", extra={"conversion_id": conversion.id, "shop_id": shop_id, "points": points})
-    return conversion
+    return conversion, True

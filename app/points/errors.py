@@ -50,6 +50,11 @@ class NotFound(PointsError):
     message = "Nothing of yours has that id."
 
 
+class CouponUsed(PointsError):
+    code, status = "coupon_used", 409
+    message = "This coupon has already been used in an order."
+
+
 class ConversionInProgress(PointsError):
     code, status = "conversion_in_progress", 409
     message = "Another conversion is still being processed. Please wait a moment."

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -9,8 +10,35 @@ from sqlalchemy.orm import Session
 from ..models import Conversion, utcnow
 from ..settings import EffectiveSettings
 
-IN_FLIGHT = ("reserved", "code_created", "deducting", "deducted", "compensating")
-COUNTS_TOWARD_LIMIT = (*IN_FLIGHT, "completed")
+
+class ConversionStatus(StrEnum):
+    """A conversion's state, stored as its string value (see saga.py for the transitions)."""
+
+    RESERVED = "reserved"
+    CODE_CREATED = "code_created"
+    DEDUCTING = "deducting"
+    DEDUCTED = "deducted"
+    COMPLETED = "completed"
+    COMPENSATING = "compensating"
+    FAILED = "failed"
+    NEEDS_REVIEW = "needs_review"
+    USED = "used"  # redeemed in an order
+    RETURNED = "returned"  # handed back unused: the points went back to the member
+    EXPIRED = "expired"  # expired unused: the points went back to the member
+
+
+S = ConversionStatus
+IN_FLIGHT = (S.RESERVED, S.CODE_CREATED, S.DEDUCTING, S.DEDUCTED, S.COMPENSATING)
+# A code is only ever shown once its points are known to be deducted.
+CODE_SHOWN = (S.COMPLETED, S.USED, S.RETURNED, S.EXPIRED)
+# Undecided conversions (in flight, or waiting for the merchant's review) may still have taken
+# their points, so they count against today's limit like completed ones.
+COUNTS_TOWARD_LIMIT = (*IN_FLIGHT, S.NEEDS_REVIEW, *CODE_SHOWN)
+
+
+def shown_code(c: Conversion) -> str | None:
+    """A code shown while its points may not have left the member would be a free coupon: null."""
+    return c.code if c.status in CODE_SHOWN else None
 
 
 def shop_today(settings: EffectiveSettings) -> date:

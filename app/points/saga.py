@@ -25,23 +25,16 @@ from ..services import Services
 from ..shopify.admin import ShopifyRejected, ShopifyUnavailable
 from ..shopify.discounts import CodeRequest, Discounts
 from ..shopify.tokens import ShopNotAuthorized
-from ..smaregi.errors import (
-    ContractPaused,
-    SmaregiBadRequest,
-    SmaregiError,
-    SmaregiRateLimited,
-    SmaregiServerError,
-    SmaregiTimeout,
-    SmaregiUnreachable,
-)
+from ..smaregi.errors import SmaregiError
 from . import errors as e
-from .ledger import IN_FLIGHT
+from . import movements
+from .ledger import CODE_SHOWN, IN_FLIGHT
+from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
 
 DEDUCT_BUDGET_S = 3.0
 RECONCILE_BUDGET_S = 3.0
-DECIDE_AFTER = timedelta(minutes=2)  # a deduction not visible by then did not happen
 MAX_SWEEP_ATTEMPTS = 8
 LEASE = timedelta(seconds=60)
 
@@ -83,10 +76,12 @@ class Saga:
             if c.discount_id:
                 self.discounts.activate(shop, c.discount_id)
             c = self._advance(c, "needs_review", status="completed", error_code=None, forget_balance=True,
-                              error_message="Confirmed in the POS by the merchant.")
+                              error_message="Confirmed in the POS by the merchant.",
+                              movement=movements.deduction_settled(c.id, MovementState.APPLIED))
             return self._record_coupon(c, shop)
         c = self._advance(c, "needs_review", status="compensating", error_code="pos_timeout",
-                          error_message="Not deducted in the POS (checked by the merchant).")
+                          error_message="Not deducted in the POS (checked by the merchant).", attempts=0,
+                          movement=movements.deduction_settled(c.id, MovementState.REFUSED))
         return self._compensate(c, shop)
 
     def sweep_one(self, conversion_id: str) -> Conversion:
@@ -105,7 +100,7 @@ class Saga:
             c = self._complete(c, shop)
         if c.status == "compensating":
             c = self._compensate(c, shop)
-        if c.status == "completed" and not c.metafield_recorded and not in_request:
+        if c.status in CODE_SHOWN and not c.metafield_recorded and not in_request:
             c = self._record_coupon(c, shop)
         return c
 
@@ -129,24 +124,27 @@ class Saga:
         return self._advance(c, "reserved", status="code_created", discount_id=discount_id)
 
     def _deduct(self, c: Conversion) -> Conversion:
-        c = self._advance(c, "code_created", status="deducting", deducting_since=utcnow())
+        """The deduction is a point movement (movements.py), written ahead in the same statement
+        that moves the conversion to `deducting`."""
+        now = utcnow()
+        c = self._advance(c, "code_created", status="deducting", deducting_since=now,
+                          movement=movements.deduction_sending(c, now))
         client = self.s.smaregi.contract(self._contract(c))
-        try:
-            change = client.add_points(c.smaregi_customer_id, -c.points, deadline=time.monotonic() + DEDUCT_BUDGET_S)
-        except SmaregiBadRequest as exc:
-            log.info("conversion.deduction_refused", extra={"conversion_id": c.id, "detail": exc.detail})
+        sent = movements.send_change(client, c.smaregi_customer_id, -c.points,
+                                     deadline=time.monotonic() + DEDUCT_BUDGET_S)
+        if sent.outcome == Outcome.REFUSED:
+            log.info("conversion.deduction_refused", extra={"conversion_id": c.id, "detail": sent.error})
             return self._start_compensation(c, "insufficient_points", from_status="deducting")
-        except (SmaregiRateLimited, ContractPaused, SmaregiUnreachable):
-            # Provably not applied (nothing sent, or a 429).
+        if sent.outcome == Outcome.NOT_APPLIED:
+            log.warning("conversion.deduction_failed", extra={"conversion_id": c.id, "error": sent.error})
             return self._start_compensation(c, "pos_unavailable", from_status="deducting")
-        except (SmaregiTimeout, SmaregiServerError) as exc:
-            log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": type(exc).__name__})
+        if sent.outcome == Outcome.AMBIGUOUS:
+            log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
-        except SmaregiError as exc:
-            log.warning("conversion.deduction_failed", extra={"conversion_id": c.id, "status": exc.status})
-            return self._start_compensation(c, "pos_unavailable", from_status="deducting")
-        return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=change.transaction_ids,
-                             balance_after=change.points)
+        ids = sent.change.transaction_ids
+        return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=ids,
+                             balance_after=sent.change.points,
+                             movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
 
     def _reconcile(self, c: Conversion, *, in_request: bool) -> Conversion:
         """Did Smaregi apply our deduction? Look for it instead of asking again."""
@@ -155,10 +153,11 @@ class Saga:
         except (SmaregiError, LookupError) as exc:
             return self._undecided(c, in_request, f"Could not read the member's transactions: {type(exc).__name__}")
         if found is not None:
-            log.info("conversion.reconciled", extra={"conversion_id": c.id, "transaction_id": found["transactionHeadId"]})
-            return self._advance(c, "deducting", status="deducted",
-                                 smaregi_transaction_ids=[str(found["transactionHeadId"])],
-                                 balance_after=self._balance_or_none(c))
+            log.info("conversion.reconciled", extra={"conversion_id": c.id, "transaction_id": found})
+            balance = self._balance_or_none(c)
+            return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=[found],
+                                 balance_after=balance,
+                                 movement=movements.deduction_settled(c.id, MovementState.APPLIED, [found], balance))
         if c.deducting_since and utcnow() - c.deducting_since >= DECIDE_AFTER:
             log.info("conversion.deduction_absent", extra={"conversion_id": c.id})
             return self._start_compensation(c, "pos_timeout", from_status="deducting")
@@ -167,7 +166,7 @@ class Saga:
         return c
 
     def _complete(self, c: Conversion, shop: str) -> Conversion:
-        recorded = self._append_coupon(c, shop)
+        recorded = self._append_coupon(c, shop, status="completed")
         c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
                           attempts=c.attempts + (not recorded), forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
@@ -178,21 +177,24 @@ class Saga:
         recorded = self._append_coupon(c, shop)
         return self._advance(c, c.status, metafield_recorded=recorded, attempts=c.attempts + (not recorded))
 
-    def _append_coupon(self, c: Conversion, shop: str) -> bool:
+    def _append_coupon(self, c: Conversion, shop: str, status: str | None = None) -> bool:
         """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
-        entry = {"id": c.id, "code": c.code, "points": c.points, "amount": c.amount, "currency": c.currency,
-                 "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+        entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
+                 "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
                  "created_at": c.created_at.isoformat()}
+        if c.order_name:
+            entry["order_name"] = c.order_name
         try:
-            self.discounts.append_coupon(shop, c.shopify_customer_id, entry)
+            self.discounts.record_coupon(shop, c.shopify_customer_id, entry)
             return True
         except SHOPIFY_FAILURES as exc:
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
             return False
 
     def _start_compensation(self, c: Conversion, error_code: str, from_status: str | None = None) -> Conversion:
+        step = movements.deduction_settled(c.id, MovementState.REFUSED) if from_status == "deducting" else None
         return self._advance(c, from_status or c.status, status="compensating", error_code=error_code,
-                             error_message=SHOPPER_ERRORS[error_code].message)
+                             error_message=SHOPPER_ERRORS[error_code].message, attempts=0, movement=step)
 
     def _compensate(self, c: Conversion, shop: str) -> Conversion:
         """No points were deducted: the code must not be usable. Then the conversion has failed."""
@@ -204,8 +206,17 @@ class Saga:
                 except ShopifyRejected:
                     self.discounts.deactivate(shop, discount_id)
         except SHOPIFY_FAILURES as exc:
+            if c.attempts + 1 >= MAX_SWEEP_ATTEMPTS:
+                # Retrying for ever would keep the customer's next conversion blocked (one in flight
+                # per customer): hand the code to the merchant, who can delete it in Shopify.
+                log.error("conversion.compensation_needs_review", extra={"conversion_id": c.id})
+                return self._advance(c, "compensating", status="needs_review", leased_until=None,
+                                     error_code="compensation_failed",
+                                     error_message="No points were deducted, but the code could not be withdrawn "
+                                                   "in Shopify. Delete it there, then mark it not deducted.")
             log.warning("conversion.compensation_pending", extra={"conversion_id": c.id, "error": type(exc).__name__})
-            self._retry_later(c, utcnow() + timedelta(seconds=30))
+            self._retry_later(c, utcnow() + timedelta(seconds=min(600, 30 * 2 ** c.attempts)),
+                              attempts=c.attempts + 1)
             return self._load(c.id)
         log.info("conversion.failed", extra={"conversion_id": c.id, "error_code": c.error_code})
         return self._advance(c, "compensating", status="failed", leased_until=None)
@@ -222,26 +233,20 @@ class Saga:
                 why += " The code could not be deactivated either."
             log.error("conversion.needs_review", extra={"conversion_id": c.id})
             return self._advance(c, "deducting", status="needs_review", leased_until=None,
-                                 error_code="needs_review", error_message=why)
+                                 error_code="needs_review", error_message=why,
+                                 movement=movements.deduction_settled(c.id, MovementState.NEEDS_REVIEW))
         self._retry_later(c, utcnow() + timedelta(seconds=min(600, 15 * 2 ** c.attempts)), attempts=c.attempts + 1)
         return self._load(c.id)
 
     # -- helpers -------------------------------------------------------------------------------------
-    def _find_deduction(self, c: Conversion) -> dict[str, Any] | None:
-        """Our deduction among the member's transactions since we asked: subtract (division 7),
-        this many points, not already claimed by another of our conversions."""
-        client = self.s.smaregi.contract(self._contract(c))
-        since = (c.deducting_since or c.created_at) - timedelta(minutes=1)
-        rows = client.list_transactions(customer_code=self._member_code(c), updated_from=since, updated_to=utcnow(),
-                                        deadline=time.monotonic() + RECONCILE_BUDGET_S)
-        claimed = self._claimed_transaction_ids(c)
-        matches = [t for t in rows if str(t.get("transactionHeadDivision")) == "7"
-                   and int(t.get("spendPoint") or 0) == c.points
-                   and str(t.get("customerId", c.smaregi_customer_id)) == str(c.smaregi_customer_id)
-                   and str(t["transactionHeadId"]) not in claimed]
-        if len(matches) > 1:
-            raise LookupError("more than one matching deduction")
-        return matches[0] if matches else None
+    def _find_deduction(self, c: Conversion) -> str | None:
+        """Our deduction among the member's transactions since we asked (movements.find_applied)."""
+        with self.s.db.transaction() as session:
+            claimed = movements.claimed_transaction_ids(session, c.shop_id, c.shopify_customer_id)
+        return movements.find_applied(self.s.smaregi.contract(self._contract(c)), member_code=self._member_code(c),
+                                      smaregi_customer_id=c.smaregi_customer_id, delta=-c.points,
+                                      since=c.deducting_since or c.created_at, claimed=claimed,
+                                      deadline=time.monotonic() + RECONCILE_BUDGET_S)
 
     def _balance_or_none(self, c: Conversion) -> int | None:
         try:
@@ -261,13 +266,6 @@ class Saga:
             code = session.scalar(select(MemberLink.member_code).where(
                 MemberLink.shop_id == c.shop_id, MemberLink.shopify_customer_id == c.shopify_customer_id))
         return code or str(c.shopify_customer_id)
-
-    def _claimed_transaction_ids(self, c: Conversion) -> set[str]:
-        with self.s.db.transaction() as session:
-            rows = session.scalars(select(Conversion.smaregi_transaction_ids).where(
-                Conversion.shop_id == c.shop_id, Conversion.shopify_customer_id == c.shopify_customer_id,
-                Conversion.id != c.id, Conversion.smaregi_transaction_ids.is_not(None))).all()
-        return {str(t) for ids in rows for t in (ids or [])}
 
     def _contract(self, c: Conversion) -> str:
         return self._shop(c)[1]
@@ -290,15 +288,23 @@ class Saga:
             row = session.connection().execute(select(*LEDGER.c).where(LEDGER.c.id == conversion_id)).first()
         return Conversion(**row._mapping)
 
-    def _advance(self, c: Conversion, expected: str, forget_balance: bool = False, **values: Any) -> Conversion:
+    def _advance(self, c: Conversion, expected: str, forget_balance: bool = False,
+                 movement: movements.Step | None = None, **values: Any) -> Conversion:
         """Compare-and-set on the status: a step only lands if nobody moved the conversion on.
         Core, not the ORM: this runs five times per conversion, on the shopper's clock.
+        `movement`: the deduction movement's step, landing with this one or not at all.
         `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
         with self.s.db.transaction() as session:
             conn = session.connection()
-            row = conn.execute(
-                update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
-                .values(updated_at=utcnow(), **values).returning(*LEDGER.c)).first()
+            stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
+                    .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
+            if movement is not None and conn.dialect.name == "postgresql":
+                moved = stmt.cte("moved")
+                row = conn.execute(select(moved).add_cte(movement.statement(moved).cte("movement"))).first()
+            else:
+                row = conn.execute(stmt).first()
+                if row is not None and movement is not None:
+                    conn.execute(movement.statement())
             if row is not None and forget_balance:
                 conn.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
                                                            BalanceSnapshot.shopify_customer_id == c.shopify_customer_id))
@@ -321,7 +327,7 @@ def sweep(services: Services, limit: int = 20) -> int:
     with services.db.transaction() as session:
         due = (select(Conversion.id).where(
             or_(Conversion.status.in_(IN_FLIGHT),
-                (Conversion.status == "completed") & Conversion.metafield_recorded.is_(False)
+                Conversion.status.in_(CODE_SHOWN) & Conversion.metafield_recorded.is_(False)
                 & (Conversion.attempts < MAX_SWEEP_ATTEMPTS)),
             or_(Conversion.leased_until.is_(None), Conversion.leased_until < now),
             or_(Conversion.next_attempt_at.is_(None), Conversion.next_attempt_at <= now))

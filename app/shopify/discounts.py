@@ -25,6 +25,10 @@ FIND = """
 query PointbridgeFindCode($code: String!) {
   codeDiscountNodeByCode(code: $code) { id }
 }"""
+USAGE = """
+query PointbridgeCodeUsage($code: String!) {
+  codeDiscountNodeByCode(code: $code) { id codeDiscount { ... on DiscountCodeBasic { asyncUsageCount status } } }
+}"""
 DELETE = """
 mutation PointbridgeDeleteCode($id: ID!) {
   discountCodeDelete(id: $id) { deletedCodeDiscountId userErrors { field code message } }
@@ -61,6 +65,13 @@ class CodeRequest:
     ends_at: datetime
 
 
+@dataclass(frozen=True)
+class CodeUsage:
+    discount_id: str
+    used: int  # asyncUsageCount
+    status: str  # ACTIVE | EXPIRED | SCHEDULED
+
+
 class Discounts:
     def __init__(self, admin: AdminClient):
         self.admin = admin
@@ -87,6 +98,15 @@ class Discounts:
         node = self.admin.graphql(shop, FIND, {"code": code}, timeout_s=CONVERSION_TIMEOUT_S).get("codeDiscountNodeByCode")
         return (node or {}).get("id")
 
+    def usage(self, shop: str, code: str) -> CodeUsage | None:
+        """Whether an order has used the code (Shopify counts asynchronously: an order the app has
+        seen counts too, in the ledger). None: the code no longer exists."""
+        node = self.admin.graphql(shop, USAGE, {"code": code}, timeout_s=CONVERSION_TIMEOUT_S).get("codeDiscountNodeByCode")
+        if not node:
+            return None
+        discount = node.get("codeDiscount") or {}
+        return CodeUsage(node["id"], int(discount.get("asyncUsageCount") or 0), str(discount.get("status") or ""))
+
     def delete(self, shop: str, discount_id: str) -> None:
         payload = self.admin.graphql(shop, DELETE, {"id": discount_id}).get("discountCodeDelete") or {}
         errors = [e for e in user_errors(payload) if e.get("code") != "NOT_FOUND"]  # already gone is fine
@@ -103,9 +123,10 @@ class Discounts:
         if user_errors(payload):
             raise ShopifyRejected("deactivate_rejected", user_errors(payload))
 
-    def append_coupon(self, shop: str, customer_id: int, entry: dict[str, Any], attempts: int = 3) -> None:
-        """Add an entry to the customer's coupon list. compareDigest makes the write a compare-and-set,
-        so two conversions finishing together cannot lose each other's entry."""
+    def record_coupon(self, shop: str, customer_id: int, entry: dict[str, Any], attempts: int = 3) -> None:
+        """Add the entry to the customer's coupon list, or replace the one with its code (its status
+        changed). compareDigest makes the write a compare-and-set, so two conversions finishing
+        together cannot lose each other's entry."""
         gid = customer_gid(customer_id)
         for _ in range(attempts):
             data = self.admin.graphql(shop, READ_COUPONS, {"id": gid, "namespace": COUPONS_NAMESPACE,
@@ -115,8 +136,9 @@ class Discounts:
                 coupons = json.loads(field["value"]) if field.get("value") else []
             except ValueError:
                 coupons = []
-            if any(c.get("code") == entry["code"] for c in coupons):
+            if entry in coupons:
                 return  # already recorded (a retry after a lost answer)
+            coupons = [c for c in coupons if c.get("code") != entry["code"]]
             # compareDigest null means "only if it does not exist yet" (Shopify, metafieldsSet).
             metafield = {"ownerId": gid, "namespace": COUPONS_NAMESPACE, "key": COUPONS_KEY, "type": "json",
                          "value": json.dumps([*coupons, entry], ensure_ascii=False),

@@ -189,35 +189,42 @@ class SmaregiClient:
         return {r["columnName"]: str(r.get("value")) == "1" for r in rows}
 
     # -- points ------------------------------------------------------------------------------
-    def get_points(self, customer_id: str, *, deadline: float | None = None) -> PointBalance | None:
+    def get_points(self, customer_id: str, *, deadline: float | None = None,
+                   background: bool = False) -> PointBalance | None:
         rows = self._request("GET", "/customers/point", params={"customer_id": customer_id, "limit": 1},
-                             deadline=deadline)
+                             deadline=deadline, background=background)
         if not rows:
             return None
         row = rows[0]
         return PointBalance(str(row["customerId"]), int(row.get("point") or 0), _parse_date(row.get("pointExpireDate")))
 
-    def add_points(self, customer_id: str, delta: int, *, deadline: float | None = None) -> PointChange:
+    def add_points(self, customer_id: str, delta: int, *, deadline: float | None = None,
+                   expire_on: date | None = None, background: bool = False) -> PointChange:
         """Relative change (negative deducts). NOT idempotent: never call it again after an
-        ambiguous failure; reconcile from transactions instead."""
-        body = self._request("POST", f"/customers/{customer_id}/point/add", json={"point": str(delta)},
-                             deadline=deadline)
+        ambiguous failure; reconcile from transactions instead. `expire_on` moves the member's
+        pointExpireDate; `background`: a shopper is not waiting, so shoppers' writes go first."""
+        fields: dict[str, Any] = {"point": str(delta)}
+        if expire_on is not None:
+            fields["pointExpireDate"] = expire_on.isoformat()
+        body = self._request("POST", f"/customers/{customer_id}/point/add", json=fields,
+                             deadline=deadline, background=background)
         return PointChange(str(body["customerId"]), int(body.get("point") or 0),
                            _parse_date(body.get("pointExpireDate")),
                            [str(t) for t in body.get("transactionHeadIds") or []])
 
     # -- transactions ----------------------------------------------------------------------------
     def list_transactions(self, *, customer_code: str, updated_from: datetime, updated_to: datetime,
-                          page: int = 1, limit: int = 100, deadline: float | None = None) -> list[dict[str, Any]]:
+                          page: int = 1, limit: int = 100, deadline: float | None = None,
+                          background: bool = False) -> list[dict[str, Any]]:
         """A window of at most 31 days (Smaregi's rule), newest first."""
         params = {"customer_code": customer_code, "upd_date_time-from": smaregi_time(updated_from),
                   "upd_date_time-to": smaregi_time(updated_to), "page": page, "limit": limit,
                   "sort": "transactionDateTime:desc"}
-        return self._request("GET", "/transactions", params=params, deadline=deadline)
+        return self._request("GET", "/transactions", params=params, deadline=deadline, background=background)
 
     # -- plumbing --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, params: dict | None = None, json: dict | None = None,
-                 deadline: float | None = None) -> Any:
+                 deadline: float | None = None, background: bool = False) -> Any:
         safe = method == "GET"
         kind = "read" if safe else "write"
         deadline = deadline if deadline is not None else time.monotonic() + DEFAULT_BUDGET_S
@@ -227,7 +234,7 @@ class SmaregiClient:
             token = None
             try:
                 token = self.s.tokens.get(self.contract_id, deadline)
-                self.s.limiter.acquire(self.contract_id, kind, deadline)
+                self.s.limiter.acquire(self.contract_id, kind, deadline, background=background)
                 return self._send(method, path, token, params, json, deadline)
             except SmaregiRateLimited as exc:
                 # Not applied, by definition: every process waits Retry-After, then we try again.

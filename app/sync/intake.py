@@ -1,15 +1,14 @@
-"""Recording Shopify webhook deliveries. Milliseconds, one transaction, never a call to the POS.
+"""Customer and lifecycle deliveries (app/webhooks/dispatch.py hands them here). Milliseconds, in
+the dispatcher's transaction, never a call to the POS.
 
-Deliveries come more than once, late and out of order. A delivery is recorded once (by webhook
-id, or by topic + event id); a customer's state is kept only if its `updated_at` is not older than
-what we hold; an update that changes nothing Smaregi holds queues nothing.
+A customer's state is kept only if its `updated_at` is not older than what we hold; an update that
+changes nothing Smaregi holds queues nothing.
 """
 from __future__ import annotations
 
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, case, func, or_, select, text
@@ -19,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from .. import privacy
 from ..config import Config
-from ..db import Database
-from ..models import LinkState, MemberLink, Shop, ShopSettings, WebhookDelivery, utcnow
+from ..models import LinkState, MemberLink, Shop, ShopSettings, utcnow
 from ..settings import is_syncable
 from ..shops import ensure_shop
+from ..webhooks.delivery import Delivery, MalformedPayload, parse_time, positive_id
 from .mapping import customer_state, fingerprint
 
 log = logging.getLogger(__name__)
@@ -33,40 +32,10 @@ LIFECYCLE_TOPICS = PRIVACY_TOPICS | {"app/uninstalled", "shop/redact"}
 NOTIFY_CHANNEL = "pointbridge_sync"
 
 
-class MalformedPayload(Exception):
-    """The body is signed by Shopify but is not what the topic promises."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    shop_domain: str
-    topic: str
-    webhook_id: str
-    event_id: str | None
-    triggered_at: datetime | None
-    payload: dict[str, Any]
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise MalformedPayload("updated_at is not a date-time") from None
-    if moment.tzinfo is None:
-        raise MalformedPayload("updated_at has no time zone")
-    return moment
-
-
 def validate(topic: str, payload: Any) -> None:
     """Checked before anything is written: a malformed body changes nothing."""
-    if not isinstance(payload, dict):
-        raise MalformedPayload("body is not a JSON object")
     if topic in CUSTOMER_TOPICS:
-        customer_id = payload.get("id")
-        if not isinstance(customer_id, int) or isinstance(customer_id, bool) or customer_id <= 0:
-            raise MalformedPayload("customer id missing or not a positive integer")
+        positive_id(payload.get("id"), "customer id")
         parse_time(payload.get("updated_at"))
         if payload.get("default_address") is not None and not isinstance(payload["default_address"], dict):
             raise MalformedPayload("default_address is not an object")
@@ -76,34 +45,19 @@ def validate(topic: str, payload: Any) -> None:
             raise MalformedPayload("customer.id missing or not an integer")
 
 
-def record(db: Database, config: Config, delivery: Delivery) -> str:
-    """Record one verified delivery. Returns the outcome (for logs and tests)."""
-    validate(delivery.topic, delivery.payload)
-    with db.transaction() as session:
-        conn = session.connection()  # Core, not the ORM: the hot path needs no objects
-        statements = _statements(conn.dialect.name)
-        first_time = conn.execute(statements.delivery, {
-            "shop_domain": delivery.shop_domain, "topic": delivery.topic, "webhook_id": delivery.webhook_id,
-            "event_id": delivery.event_id, "triggered_at": delivery.triggered_at, "received_at": utcnow(),
-        }).scalar()
-        if first_time is None:
-            outcome = "duplicate"
-        elif delivery.topic in CUSTOMER_TOPICS:
-            shop = _shop(session, statements, delivery.shop_domain)
-            syncable = is_syncable(config, shop.smaregi_contract_id, shop.sync_enabled, shop.uninstalled_at)
-            outcome = record_customer(conn, shop.id, syncable, delivery.payload)
-            if outcome == "queued" and statements.notify is not None:
-                conn.execute(statements.notify)  # delivered at commit
-        elif delivery.topic in LIFECYCLE_TOPICS:
-            outcome = _lifecycle(session, config, delivery)
-        else:
-            outcome = "ignored"
-    log.info("webhook.recorded", extra={"shop": delivery.shop_domain, "topic": delivery.topic,
-                                        "webhook_id": delivery.webhook_id, "outcome": outcome})
+def handle_customer(session: Session, config: Config, delivery: Delivery) -> str:
+    """customers/create and customers/update: the newest state of the customer, queued for sync."""
+    conn = session.connection()  # Core, not the ORM: the hot path needs no objects
+    statements = _statements(conn.dialect.name)
+    shop = shop_row(session, delivery.shop_domain)
+    syncable = is_syncable(config, shop.smaregi_contract_id, shop.sync_enabled, shop.uninstalled_at)
+    outcome = record_customer(conn, shop.id, syncable, delivery.payload)
+    if outcome == "queued" and statements.notify is not None:
+        conn.execute(statements.notify)  # delivered at commit
     return outcome
 
 
-def _lifecycle(session: Session, config: Config, delivery: Delivery) -> str:
+def handle_lifecycle(session: Session, config: Config, delivery: Delivery) -> str:
     if delivery.topic == "shop/redact":
         return privacy.redact_shop(session, config, delivery.shop_domain)
     shop = session.scalar(select(Shop).where(Shop.domain == delivery.shop_domain))
@@ -136,7 +90,9 @@ def record_customer(conn: Connection, shop_id: int, syncable: bool, payload: dic
     return "queued" if row.state == LinkState.PENDING else "paused"
 
 
-def _shop(session: Session, statements: _Statements, domain: str):
+def shop_row(session: Session, domain: str):
+    """The shop a delivery is for (id, contract, switches), created if we have not seen it yet."""
+    statements = _statements(session.connection().dialect.name)
     row = session.connection().execute(statements.shop, {"domain": domain}).first()
     if row is None:
         # A shop can send webhooks before anyone opened App Home: record it, sync when a contract applies.
@@ -147,7 +103,6 @@ def _shop(session: Session, statements: _Statements, domain: str):
 
 @dataclass(frozen=True)
 class _Statements:
-    delivery: Any
     shop: Any
     link: Any
     notify: Any
@@ -158,10 +113,7 @@ def _statements(dialect: str) -> _Statements:
     """Built once per dialect: this is the webhook hot path, and building SQLAlchemy statements per
     call costs more than the database does."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    deliveries, shops, links = WebhookDelivery.__table__, Shop.__table__, MemberLink.__table__
-    delivery = (insert(deliveries).values(**{c: bindparam(c) for c in (
-        "shop_domain", "topic", "webhook_id", "event_id", "triggered_at", "received_at")})
-        .on_conflict_do_nothing().returning(deliveries.c.id))
+    shops, links = Shop.__table__, MemberLink.__table__
     settings = ShopSettings.__table__
     shop = (select(shops.c.id, shops.c.smaregi_contract_id, shops.c.uninstalled_at, settings.c.sync_enabled)
             .select_from(shops.outerjoin(settings, settings.c.shop_id == shops.c.id))
@@ -190,4 +142,4 @@ def _statements(dialect: str) -> _Statements:
         where=or_(old.shopify_updated_at.is_(None), new.shopify_updated_at >= old.shopify_updated_at),
     ).returning(links.c.next_attempt_at, links.c.state)
     notify = text(f"NOTIFY {NOTIFY_CHANNEL}") if dialect == "postgresql" else None
-    return _Statements(delivery, shop, link, notify)
+    return _Statements(shop, link, notify)

@@ -61,10 +61,24 @@ def sweep_conversions(services: Services) -> float:
     return 15
 
 
+def online_earning(services: Services) -> float:
+    from ..orders.earning import run
+
+    return run(services)
+
+
+def coupon_expiry(services: Services) -> float:
+    from ..points.returns import give_back_expired
+
+    return give_back_expired(services)
+
+
 JOBS: dict[str, Callable[[Services], float]] = {
     "member_directory": refresh_directories,
     "rate_slot_cleanup": cleanup_rate_slots,
     "conversion_sweeper": sweep_conversions,
+    "online_earning": online_earning,
+    "coupon_expiry": coupon_expiry,
 }
 
 

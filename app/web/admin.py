@@ -47,6 +47,27 @@ def put_settings(shop):
         return jsonify({"errors": exc.errors}), 422
 
 
+@bp.get("/earning")
+@authenticated
+def get_earning(shop):
+    return jsonify(merchant.get_earning(services(), shop))
+
+
+@bp.put("/earning")
+@authenticated
+def put_earning(shop):
+    try:
+        return jsonify(merchant.save_earning(services(), shop, request.get_json(silent=True)))
+    except merchant.SettingsInvalid as exc:
+        return jsonify({"errors": exc.errors}), 422
+
+
+@bp.get("/earning/summary")
+@authenticated
+def earning_summary(shop):
+    return jsonify(merchant.earning_summary(services(), shop))
+
+
 @bp.post("/smaregi/test")
 @authenticated
 def test_connection(shop):

@@ -47,6 +47,13 @@ EN = {
     "err_placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
     "err_rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
     "err_on_or_off": "Choose on or off.",
+    "earning": "Online earning", "earn_yen_per_point": "Yen per point earned online (0 = off)",
+    "earn_hold_days": "Days to hold points before granting", "point_expiry_months":
+        "Each grant moves the points' expiry this many months ahead (0 = leave it)",
+    "earn_on": "Grant points when the order is", "earn_on_paid": "paid", "earn_on_fulfilled": "fulfilled",
+    "coupon_return_unused": "Unused coupons can be handed back, and expired ones give their points back",
+    "earned_online": "Earned online", "taken_back": "Taken back", "given_back": "Given back", "owed": "Owed",
+    "pending_points": "Pending", "earning_total": "All customers", "err_earn_trigger": "Choose paid or fulfilled.",
 }
 
 JA = {
@@ -92,6 +99,12 @@ JA = {
     "err_placeholder_length": "1〜85文字で入力してください（スマレジでは名前が必須です）。",
     "err_rank_labels_format": "ランクは20文字以内、表示名は日本語・英語とも40文字以内で入力してください。",
     "err_on_or_off": "オンかオフを選んでください。",
+    "earning": "オンラインでのポイント付与", "earn_yen_per_point": "オンライン購入で1ポイントあたりの円（0 = 付与しない）",
+    "earn_hold_days": "付与までの保留日数", "point_expiry_months": "付与のたびにポイント有効期限を延ばす月数（0 = 変更しない）",
+    "earn_on": "ポイントを付与するタイミング", "earn_on_paid": "支払い時", "earn_on_fulfilled": "発送完了時",
+    "coupon_return_unused": "未使用クーポンの返還と、期限切れクーポンのポイント返還を行う",
+    "earned_online": "オンライン付与", "taken_back": "取り消し", "given_back": "返還", "owed": "未回収",
+    "pending_points": "付与予定", "earning_total": "全顧客", "err_earn_trigger": "支払い時か発送完了時を選んでください。",
 }
 
 

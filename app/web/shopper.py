@@ -6,12 +6,14 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, jsonify, request
 
-from ..points import conversion
+from ..points import conversion, returns
 from ..points.balance import read_balance
 from ..points.errors import InvalidRequest
 from ..points.member import Shopper
 from ..timing import external_time
 from . import services
+
+FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
 
 
 def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[], Shopper],
@@ -27,7 +29,7 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
 
     @bp.get("/balance")
     def balance():
-        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "en"))
+        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "ja"))
         resp = jsonify(view.payload)
         resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
         return resp
@@ -48,5 +50,13 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
     @bp.get("/conversions")
     def list_conversions():
         return jsonify({"conversions": conversion.list_conversions(services(), verified_shopper())})
+
+    @bp.post("/conversions/<conversion_id>/return")
+    def return_conversion(conversion_id: str):
+        shopper = verified_shopper()
+        if request.mimetype in FORM_TYPES:  # what a cross-site <form> can send: not our block
+            raise InvalidRequest("Send no body, or a JSON one.")
+        result = returns.return_coupon(services(), shopper, conversion_id)
+        return jsonify({"conversion": conversion.conversion_json(result.conversion, result.timezone)})
 
     return bp

@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, jsonify, request
 
 from ..points.errors import InvalidRequest
-from ..sync import intake
+from ..webhooks import dispatch
 from . import services
 
 bp = Blueprint("webhooks", __name__)
@@ -20,12 +20,12 @@ def receive():
     verified = s.verifier.webhook("POST", dict(request.headers), request.url, body)
     try:
         payload = json.loads(body)
-        delivery = intake.Delivery(
+        delivery = dispatch.Delivery(
             shop_domain=verified.shop_domain, topic=verified.topic,
             webhook_id=verified.webhook_id or hashlib.sha256(body).hexdigest(),
             event_id=verified.event_id, triggered_at=verified.triggered_at, payload=payload)
-        outcome = intake.record(s.db, s.config, delivery)
-    except (ValueError, intake.MalformedPayload) as exc:
+        outcome = dispatch.record(s.db, s.config, delivery)
+    except (ValueError, dispatch.MalformedPayload) as exc:
         raise InvalidRequest(str(exc)[:200]) from None
     if outcome in ("uninstalled", "shop_redacted"):
         s.shop_tokens.forget(verified.shop_domain)  # this process's copy of the revoked token

@@ -131,19 +131,29 @@ export function CodeResult({ conversion, lang, t }) {
   );
 }
 
-export function Coupons({ api, lang, t, version }) {
+export function Coupons({ api, lang, t, version, onHandedBack }) {
   const [coupons, setCoupons] = useState([]);
-  useEffect(() => {
-    api.conversions().then((answer) => setCoupons(answer.ok ? answer.data.conversions : []));
-  }, [api, version]);
+  const [busy, setBusy] = useState(null);
+  const load = () => api.conversions().then((answer) => setCoupons(answer.ok ? answer.data.conversions : []));
+  useEffect(() => { load(); }, [api, version]);
   if (!coupons.length) return null;
+  const handBack = (id) => {
+    setBusy(id);
+    api.handBack(id).then(() => { setBusy(null); load(); if (onHandedBack) onHandedBack(); });
+  };
   return (
     <s-section heading={t('coupons')}>
       <s-unordered-list>
         {coupons.map((c) => (
           <s-list-item key={c.id}>
-            {c.code} — {formatYen(c.amount, lang)} — {t(`status.${c.status}`)} —{' '}
+            {c.code || ''} — {formatYen(c.amount, lang)} — {t(`status.${c.status}`)}
+            {c.order_name ? ` ${c.order_name}` : ''} —{' '}
             {t('validUntil', { date: formatDate(c.expires_at, lang) })}
+            {c.status === 'completed' && (
+              <s-button variant="secondary" loading={busy === c.id} onClick={() => handBack(c.id)}>
+                {t('handBack')}
+              </s-button>
+            )}
           </s-list-item>
         ))}
       </s-unordered-list>

@@ -34,7 +34,7 @@ function PointsPage() {
           <History items={balance.data.history} lang={lang} t={t} />
         </s-section>
       )}
-      <Coupons api={api} lang={lang} t={t} version={version} />
+      <Coupons api={api} lang={lang} t={t} version={version} onHandedBack={balance.reload} />
     </s-page>
   );
 }

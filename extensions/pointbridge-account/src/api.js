@@ -36,5 +36,6 @@ export function createApi({ appUrl, getToken, fetchImpl = fetch, locale = 'en' }
     conversions: () => call('GET', '/conversions'),
     convert: (points, idempotencyKey) =>
       call('POST', '/conversions', { points, idempotency_key: idempotencyKey }),
+    handBack: (conversionId) => call('POST', `/conversions/${encodeURIComponent(conversionId)}/return`),
   };
 }

@@ -28,6 +28,15 @@ describe('loading data from the app', () => {
     expect(JSON.parse(init.body)).toEqual({ points: 500, idempotency_key: 'key-1' });
   });
 
+  it('hands a coupon back with a bodyless POST to its return path', async () => {
+    const fetchImpl = vi.fn(() => reply(409, { error: { code: 'coupon_used', message: 'used' } }));
+    const api = createApi({ appUrl: 'https://app.example', getToken: async () => 't', fetchImpl });
+    expect(await api.handBack('c-1')).toEqual({ ok: false, status: 409, error: { code: 'coupon_used', message: 'used' } });
+    const [url, init] = fetchImpl.mock.calls[0];
+    expect(url).toBe('https://app.example/customer-account/conversions/c-1/return');
+    expect([init.method, init.body]).toEqual(['POST', undefined]);
+  });
+
   it('passes the contract error through, and says when no answer came', async () => {
     const failing = createApi({ appUrl: 'https://a', getToken: async () => 't',
       fetchImpl: () => reply(503, { error: { code: 'pos_unavailable', message: 'down' } }) });

@@ -38,10 +38,11 @@ P.date = function (iso) {
   return this.day.format(new Date(Date.UTC(+p[0], +p[1] - 1, +p[2])));
 };
 P.pts = function (n) { return fill(this.s.points, { count: this.num.format(n) }); };
-P.get = function (path) {
-  return fetch(this.proxy + path + (path.indexOf('?') < 0 ? '?' : '&') + 'locale=' + this.locale, {
-    headers: { Accept: 'application/json' }
-  }).then(function (r) {
+P.get = function (path, body) { /* body: POST */
+  var h = { Accept: 'application/json' };
+  if (body) h['Content-Type'] = 'application/json';
+  return fetch(this.proxy + path + (path.indexOf('?') < 0 ? '?' : '&') + 'locale=' + this.locale,
+    body ? { method: 'POST', headers: h, body: JSON.stringify(body) } : { headers: h }).then(function (r) {
     return r.json().catch(function () { return {}; }).then(function (b) { return { ok: r.ok, status: r.status, body: b }; });
   });
 };
@@ -65,9 +66,7 @@ P.fail = function (err) {
   this.q('[data-pb-error-hint]').textContent = hint;
   this.q('[data-pb-reload]').hidden = !retry;
   this.q('[data-pb-state]').setAttribute('data-pb-state', 'error');
-  this.q('[data-pb-balance]').textContent = '—';
-  this.q('[data-pb-expiry]').textContent = '—';
-  this.q('[data-pb-rank]').textContent = '—';
+  ['balance', 'expiry', 'rank'].forEach(function (k) { this.q('[data-pb-' + k + ']').textContent = '—'; }, this);
   this.q('[data-pb-history]').textContent = '';
   box.hidden = false;
 };
@@ -133,24 +132,18 @@ P.form = function (d) {
 P.convert = function (input, button, message) {
   var self = this, points = parseInt(input.value, 10), c = this.data.conversion;
   if (!this.key) this.key = uuid();
-  button.disabled = true; input.disabled = true;
-  button.textContent = this.s.processing;
+  function busy(on) { button.textContent = on ? self.s.processing : self.s.convert_button; button.disabled = input.disabled = on; }
+  busy(true);
   message.textContent = '';
-  fetch(this.proxy + '/conversions?locale=' + this.locale, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-    body: JSON.stringify({ points: points, idempotency_key: this.key })
-  }).then(function (r) {
-    return r.json().catch(function () { return {}; }).then(function (b) { return { status: r.status, body: b }; });
-  }).then(function (r) {
-    button.textContent = self.s.convert_button; button.disabled = false; input.disabled = false;
+  this.get('/conversions', { points: points, idempotency_key: this.key }).then(function (r) {
+    busy(false);
     if (r.body.conversion) { self.key = null; self.result(r.body.conversion); return self.load(); }
     var code = (r.body.error || {}).code;
     if (r.status < 500 && code) self.key = null; /* a definite no: the next try is a new request */
     var text = self.s.errors[code] || self.s.errors.generic;
     message.textContent = fill(text, { unit: self.num.format(c.unit), minimum: self.num.format(c.minimum) });
   }, function () {
-    button.textContent = self.s.convert_button; button.disabled = false; input.disabled = false;
+    busy(false);
     message.textContent = self.s.errors.generic; /* network: keep the key, a retry is the same request */
   });
 };
@@ -186,8 +179,13 @@ P.coupons = function () {
       var li = el('li', 'pb-points__history-item');
       li.appendChild(el('code', 'pb-points__coupon-code', c.code));
       li.appendChild(el('span', null, self.yen.format(c.amount)));
-      var status = c.status === 'completed' ? self.s.status_completed : c.status === 'failed' ? self.s.status_failed : self.s.status_pending;
+      var status = (self.s['status_' + c.status] || self.s.status_pending) + (c.order_name ? ' ' + c.order_name : '');
       li.appendChild(el('span', 'pb-points__muted', status + ' · ' + fill(self.s.valid_until, { date: self.date((c.expires_at || '').slice(0, 10)) })));
+      if (c.status === 'completed') {
+        var b = li.appendChild(el('button', 'pb-points__button pb-points__button--quiet', self.s.hand_back));
+        b.type = 'button';
+        b.onclick = function () { b.disabled = true; self.get('/conversions/' + c.id + '/return', {}).then(self.load.bind(self)); };
+      }
       ul.appendChild(li);
     });
     box.appendChild(ul);

@@ -1,0 +1,108 @@
+"""Order deliveries (orders/paid, orders/updated, orders/cancelled, orders/fulfilled; REST payloads).
+
+The rule is state, not events: we keep the newest state of each order (an older `updated_at`
+changes nothing) as the few facts the earning rule needs, note when an order was first seen paid
+and first seen fulfilled (the trigger moments), and queue it for the worker (earning.py), which
+moves Smaregi by the difference. No POS call here.
+"""
+from __future__ import annotations
+
+import functools
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import bindparam, case, func, or_, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..config import Config
+from ..models import Order, utcnow
+from ..sync.intake import NOTIFY_CHANNEL, shop_row
+from ..webhooks.delivery import Delivery, MalformedPayload, parse_time, positive_id
+
+ORDER_TOPICS = {"orders/paid", "orders/updated", "orders/cancelled", "orders/fulfilled"}
+PAID_STATUSES = {"paid", "partially_refunded", "refunded"}  # not pending, authorized, partially_paid
+
+
+def _money(value: Any, what: str) -> Decimal:
+    try:
+        amount = Decimal(str(value if value is not None else "0"))
+    except InvalidOperation:
+        raise MalformedPayload(f"{what} is not an amount") from None
+    if not amount.is_finite():
+        raise MalformedPayload(f"{what} is not an amount")
+    return amount
+
+
+def _shop_money(payload: dict[str, Any], field: str) -> Decimal:
+    """The amount in the shop's currency (`*_set.shop_money`), else the plain field."""
+    money = ((payload.get(f"{field}_set") or {}).get("shop_money") or {}).get("amount")
+    return _money(money if money is not None else payload.get(field), field)
+
+
+def facts(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the earning rule reads from an order (contract: "Online earning and giving points back")."""
+    gift_cards = Decimal(0)
+    for line in payload.get("line_items") or []:
+        if isinstance(line, dict) and line.get("gift_card"):
+            quantity = line.get("current_quantity", line.get("quantity", 0))
+            gift_cards += _shop_money(line, "price") * Decimal(str(quantity or 0))
+    base = max(Decimal(0), _shop_money(payload, "current_subtotal_price") - gift_cards)
+    codes = sorted({str(d.get("code")).strip().upper() for d in payload.get("discount_codes") or []
+                    if isinstance(d, dict) and d.get("code")})
+    return {"base": str(base), "paid": payload.get("financial_status") in PAID_STATUSES,
+            "fulfilled": payload.get("fulfillment_status") == "fulfilled",
+            "cancelled": bool(payload.get("cancelled_at")), "codes": codes}
+
+
+def customer_id_of(payload: dict[str, Any]) -> int | None:
+    customer = payload.get("customer")
+    if isinstance(customer, dict) and isinstance(customer.get("id"), int) and not isinstance(customer["id"], bool):
+        return customer["id"]
+    return None
+
+
+def validate(topic: str, payload: Any) -> None:
+    positive_id(payload.get("id"), "order id")
+    parse_time(payload.get("updated_at"))
+    facts(payload)
+
+
+def handle_order(session: Session, config: Config, delivery: Delivery) -> str:
+    conn = session.connection()
+    shop = shop_row(session, delivery.shop_domain)
+    payload, now = delivery.payload, utcnow()
+    state = facts(payload)
+    row = conn.execute(_upsert(conn.dialect.name), {
+        "shop_id": shop.id, "shopify_order_id": payload["id"], "shopify_customer_id": customer_id_of(payload),
+        "name": str(payload.get("name") or "")[:64] or None,
+        "shopify_updated_at": parse_time(payload.get("updated_at")) or now, "facts": state,
+        "paid_seen_at": now if state["paid"] else None, "fulfilled_seen_at": now if state["fulfilled"] else None,
+        "base_when_paid": state["base"] if state["paid"] else None, "now": now}).first()
+    if row is None:
+        return "stale"
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # the worker settles it now, not at its next poll
+    return "queued"
+
+
+@functools.cache
+def _upsert(dialect: str):
+    """Insert the order, or take the newer state; trigger moments are kept from the first time seen."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    orders = Order.__table__
+    names = ("shop_id", "shopify_order_id", "shopify_customer_id", "name", "shopify_updated_at", "facts",
+             "paid_seen_at", "fulfilled_seen_at", "base_when_paid")
+    stmt = insert(orders).values(**{n: bindparam(n) for n in names}, next_attempt_at=bindparam("now"),
+                                 created_at=bindparam("now"), updated_at=bindparam("now"))
+    new, old = stmt.excluded, orders.c
+    return stmt.on_conflict_do_update(
+        index_elements=["shop_id", "shopify_order_id"],
+        set_={"shopify_customer_id": func.coalesce(new.shopify_customer_id, old.shopify_customer_id),
+              "name": func.coalesce(new.name, old.name), "shopify_updated_at": new.shopify_updated_at,
+              "facts": new.facts, "paid_seen_at": func.coalesce(old.paid_seen_at, new.paid_seen_at),
+              "fulfilled_seen_at": func.coalesce(old.fulfilled_seen_at, new.fulfilled_seen_at),
+              "base_when_paid": case((old.base_when_paid.is_(None), new.base_when_paid), else_=old.base_when_paid),
+              "next_attempt_at": new.next_attempt_at, "updated_at": new.updated_at},
+        where=or_(old.shopify_updated_at.is_(None), new.shopify_updated_at >= old.shopify_updated_at),
+    ).returning(orders.c.id)

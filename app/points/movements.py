@@ -1,0 +1,424 @@
+"""The point-movement ledger: every change the app makes to a member's Smaregi points.
+
+Conversion deductions, grants for online purchases, take-backs after cancellations and refunds,
+and give-backs of coupon points are all one thing here, a `PointMovement`, written ahead:
+
+    planned → sending → applied
+                 ↘ (refused by Smaregi, or proved absent) → planned again / refused
+                 ↘ (two candidate transactions) → needs_review
+
+Smaregi's point/add is relative and has no idempotency key. So a movement is marked `sending`
+(with the moment) before it goes, and after an ambiguous answer (timeout, 5xx) it is never sent
+again: `find_applied` looks for its transaction among the member's transactions instead, and only a
+movement proved absent for DECIDE_AFTER goes back to `planned`.
+
+Shortfall: a take-back larger than the balance takes the balance to 0 and records the rest in
+`owed_change` (+N); the member's next additions by the app pay it off first (-N). A member's owed
+points are the sum of `owed_change` over movements that were sent or are being sent.
+
+The conversion saga (saga.py) drives its own deduction movement in step with the conversion (in the
+same statements, so a conversion costs no extra database round trip); everything else is driven
+by `drive`, in the worker or, for a shopper's give-back, in the request.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..models import BalanceSnapshot, MemberLink, PointMovement, utcnow
+from ..smaregi.client import PointChange, SmaregiClient
+from ..smaregi.errors import (
+    ContractPaused,
+    SmaregiBadRequest,
+    SmaregiError,
+    SmaregiRateLimited,
+    SmaregiServerError,
+    SmaregiTimeout,
+    SmaregiUnreachable,
+)
+
+log = logging.getLogger(__name__)
+
+DECIDE_AFTER = timedelta(minutes=2)  # a change not visible in the member's transactions by then did not happen
+RECONCILE_BUDGET_S = 3.0
+BACKGROUND_BUDGET_S = 10.0
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 12
+WAIT_FOR_MEMBER = timedelta(seconds=30)
+
+
+class MovementKind(StrEnum):
+    CONVERSION_DEDUCTION = "conversion_deduction"
+    GRANT = "grant"  # an online purchase earned points
+    TAKE_BACK = "take_back"  # a cancelled or refunded purchase gives earned points back
+    GIVE_BACK = "give_back"  # coupon points come back: handed back, expired, or its order cancelled/refunded
+
+
+class MovementState(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    APPLIED = "applied"
+    REFUSED = "refused"  # Smaregi said no, or the conversion it belonged to failed: nothing applied
+    NEEDS_REVIEW = "needs_review"
+
+
+class MovementReason(StrEnum):
+    """What the shopper's history calls it (balance.py labels these in ja/en)."""
+
+    ONLINE_CONVERSION = "online_conversion"
+    ONLINE_PURCHASE = "online_purchase"
+    PURCHASE_REVERSAL = "purchase_reversal"
+    COUPON_GIVEN_BACK = "coupon_given_back"
+
+
+K, S = MovementKind, MovementState
+# Movements whose owed_change stands: sent (or being sent) to Smaregi.
+OWED_COUNTS = (S.SENDING, S.APPLIED, S.NEEDS_REVIEW)
+# What an order has moved so far: planned ones count too, so nothing is planned twice.
+COMMITTED = (S.PLANNED, S.SENDING, S.APPLIED, S.NEEDS_REVIEW)
+
+
+# -- one point/add, classified ------------------------------------------------------------------------
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    REFUSED = "refused"  # 400: a business rule (e.g. not enough points); nothing applied
+    NOT_APPLIED = "not_applied"  # 429, paused, never connected: provably nothing applied
+    AMBIGUOUS = "ambiguous"  # timeout or 5xx: maybe applied; reconcile, never resend
+
+
+@dataclass(frozen=True)
+class Sent:
+    outcome: Outcome
+    change: PointChange | None = None
+    error: str = ""
+    throttled: bool = False  # only the rate limit stood in the way: no attempt used up
+
+
+def send_change(client: SmaregiClient, smaregi_customer_id: str, delta: int, *, deadline: float,
+                expire_on: date | None = None, background: bool = False) -> Sent:
+    """Send one relative change. The caller has written the movement as `sending` first."""
+    try:
+        change = client.add_points(smaregi_customer_id, delta, deadline=deadline, expire_on=expire_on,
+                                   background=background)
+    except SmaregiBadRequest as exc:
+        return Sent(Outcome.REFUSED, error=exc.detail)
+    except (SmaregiRateLimited, ContractPaused) as exc:
+        return Sent(Outcome.NOT_APPLIED, error=type(exc).__name__, throttled=True)
+    except SmaregiUnreachable as exc:
+        return Sent(Outcome.NOT_APPLIED, error=type(exc).__name__)
+    except (SmaregiTimeout, SmaregiServerError) as exc:
+        return Sent(Outcome.AMBIGUOUS, error=type(exc).__name__)
+    except SmaregiError as exc:  # 401/403/404 after the client's own retry: not applied
+        return Sent(Outcome.NOT_APPLIED, error=f"{type(exc).__name__} {exc.status}")
+    return Sent(Outcome.APPLIED, change)
+
+
+def find_applied(client: SmaregiClient, *, member_code: str, smaregi_customer_id: str, delta: int,
+                 since: datetime, claimed: set[str], deadline: float, background: bool = False) -> str | None:
+    """The transaction id of our change among the member's transactions since we sent it: an add
+    (division 6) or subtract (division 7) of exactly this many points that no other movement of
+    ours has claimed. LookupError when two could be ours (a person has to look)."""
+    rows = client.list_transactions(customer_code=member_code, updated_from=since - timedelta(minutes=1),
+                                    updated_to=utcnow(), deadline=deadline, background=background)
+    division, field = ("6", "newPoint") if delta > 0 else ("7", "spendPoint")
+    matches = [str(t["transactionHeadId"]) for t in rows
+               if str(t.get("transactionHeadDivision")) == division and int(t.get(field) or 0) == abs(delta)
+               and str(t.get("customerId", smaregi_customer_id)) == str(smaregi_customer_id)
+               and str(t["transactionHeadId"]) not in claimed]
+    if len(matches) > 1:
+        raise LookupError("more than one matching transaction")
+    return matches[0] if matches else None
+
+
+# -- queries ------------------------------------------------------------------------------------------
+def claimed_transaction_ids(session: Session, shop_id: int, customer_id: int) -> set[str]:
+    """Transactions already known to be one of our movements (an undecided one has none yet)."""
+    rows = session.scalars(select(PointMovement.smaregi_transaction_id).where(
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
+        PointMovement.smaregi_transaction_id.is_not(None))).all()
+    return {str(t) for t in rows}
+
+
+def applied_movements(session: Session, shop_id: int, customer_id: int | None = None,
+                      since: datetime | None = None) -> list[PointMovement]:
+    """Every change the app made to Smaregi points (state `applied`), oldest first: what the audit
+    compares with Smaregi and what the shopper's history merges with Smaregi's transactions."""
+    query = select(PointMovement).where(PointMovement.shop_id == shop_id, PointMovement.state == S.APPLIED)
+    if customer_id is not None:
+        query = query.where(PointMovement.shopify_customer_id == customer_id)
+    if since is not None:
+        query = query.where(PointMovement.applied_at >= since)
+    return list(session.scalars(query.order_by(PointMovement.applied_at, PointMovement.created_at)))
+
+
+def owed_points(session: Session, shop_id: int, customer_id: int) -> int:
+    return int(session.scalar(select(func.coalesce(func.sum(PointMovement.owed_change), 0)).where(
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
+        PointMovement.state.in_(OWED_COUNTS))) or 0)
+
+
+def plan(session: Session, *, shop_id: int, customer_id: int, kind: MovementKind, reason: MovementReason,
+         points: int, smaregi_customer_id: str | None = None, order_id: int | None = None,
+         conversion_id: str | None = None) -> PointMovement:
+    """Write a movement ahead, in the caller's transaction (with whatever decided it)."""
+    movement = PointMovement(id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=customer_id,
+                             smaregi_customer_id=smaregi_customer_id, kind=kind, reason=reason, points=points,
+                             state=S.PLANNED, order_id=order_id, conversion_id=conversion_id, attempts=0,
+                             owed_change=0, next_attempt_at=utcnow())
+    session.add(movement)
+    session.flush()
+    return movement
+
+
+# -- driving one movement -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """Where a movement goes: the contract and the shop's rule for extending the expiry."""
+
+    contract_id: str
+    expiry_months: int | None
+    today: date
+
+
+def drive(services, movement_id: str, target: Target, *, deadline: float | None = None,
+          shopper_waiting: bool = False) -> PointMovement:
+    """Take one movement as far as it goes now. Safe to call again; the lease is the caller's."""
+    deadline = deadline if deadline is not None else time.monotonic() + BACKGROUND_BUDGET_S
+    client = services.smaregi.contract(target.contract_id)
+    background = not shopper_waiting
+    m = _load(services, movement_id)
+    if m.state == S.SENDING:
+        m = _reconcile(services, client, m, deadline, background)
+    if m.state == S.PLANNED:
+        m = _send(services, client, m, target, deadline, background)
+    return m
+
+
+def _member(session: Session, m: PointMovement) -> tuple[str, str] | None:
+    row = session.execute(select(MemberLink.smaregi_customer_id, MemberLink.member_code).where(
+        MemberLink.shop_id == m.shop_id, MemberLink.shopify_customer_id == m.shopify_customer_id,
+        MemberLink.smaregi_customer_id.is_not(None), MemberLink.state != "conflict")
+        .with_for_update()).first()  # one movement of a member is decided at a time (owed)
+    return (row.smaregi_customer_id, row.member_code or str(m.shopify_customer_id)) if row else None
+
+
+def _send(services, client: SmaregiClient, m: PointMovement, target: Target, deadline: float,
+          background: bool) -> PointMovement:
+    balance = None
+    if m.points < 0:  # a take-back stops at 0: how much is there?
+        member_id = m.smaregi_customer_id or _linked_id(services, m)
+        if member_id is None:
+            return _wait_for_member(services, m)
+        try:
+            found = client.get_points(member_id, deadline=deadline, background=background)
+        except SmaregiError as exc:
+            return _later(services, m, f"balance unreadable: {type(exc).__name__}")
+        balance = found.points if found else 0
+    with services.db.transaction() as session:
+        member = _member(session, m)
+        if member is None:
+            return _wait_for_member(services, m, session)
+        if m.points > 0:
+            pay_off = min(m.points, max(0, owed_points(session, m.shop_id, m.shopify_customer_id)))
+            delta, owed_change = m.points - pay_off, -pay_off
+        else:
+            take = min(-m.points, balance or 0)
+            delta, owed_change = -take, -m.points - take
+        row = session.execute(update(PointMovement).where(PointMovement.id == m.id, PointMovement.state == S.PLANNED)
+                              .values(state=S.SENDING if delta else S.APPLIED, smaregi_customer_id=member[0],
+                                      sent_points=delta, owed_change=owed_change, sent_at=utcnow(),
+                                      applied_at=None if delta else utcnow(), updated_at=utcnow())
+                              .returning(PointMovement.id)).first()
+    if row is None or not delta:
+        if row is not None:
+            log.info("movement.netted", extra={"movement_id": m.id, "owed_change": owed_change})
+        return _load(services, m.id)
+    expire_on = _extended_expiry(target) if m.kind == K.GRANT else None
+    sent = send_change(client, member[0], delta, deadline=deadline, expire_on=expire_on, background=background)
+    if sent.outcome == Outcome.APPLIED:
+        return _applied(services, m.id, sent.change.transaction_ids, sent.change.points)
+    if sent.outcome == Outcome.AMBIGUOUS:
+        log.warning("movement.ambiguous", extra={"movement_id": m.id, "error": sent.error})
+        return _later(services, m, sent.error, from_state=S.SENDING, after=timedelta(seconds=10))
+    if sent.throttled:  # the contract's second was full: next in line, not a failure
+        return _set(services, m, S.SENDING, state=S.PLANNED, sent_points=None, owed_change=0, sent_at=None,
+                    leased_until=None, next_attempt_at=utcnow())
+    # Nothing was applied: plan again (a take-back re-reads the balance; Smaregi said no because it changed).
+    log.info("movement.not_applied", extra={"movement_id": m.id, "outcome": sent.outcome, "error": sent.error})
+    return _back_to_planned(services, m, sent.error)
+
+
+def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: float,
+               background: bool) -> PointMovement:
+    with services.db.transaction() as session:
+        claimed = claimed_transaction_ids(session, m.shop_id, m.shopify_customer_id)
+        code = session.scalar(select(MemberLink.member_code).where(
+            MemberLink.shop_id == m.shop_id, MemberLink.shopify_customer_id == m.shopify_customer_id))
+    try:
+        found = find_applied(client, member_code=code or str(m.shopify_customer_id),
+                             smaregi_customer_id=m.smaregi_customer_id, delta=m.sent_points,
+                             since=m.sent_at or m.created_at, claimed=claimed,
+                             deadline=min(deadline, time.monotonic() + RECONCILE_BUDGET_S), background=background)
+    except LookupError:
+        return _review(services, m, "Two transactions in Smaregi could be this change.")
+    except SmaregiError as exc:
+        return _later(services, m, f"transactions unreadable: {type(exc).__name__}", from_state=S.SENDING)
+    if found is not None:
+        log.info("movement.reconciled", extra={"movement_id": m.id, "transaction_id": found})
+        return _applied(services, m.id, [found], None)
+    if utcnow() - (m.sent_at or m.created_at) >= DECIDE_AFTER:
+        log.info("movement.absent", extra={"movement_id": m.id})
+        return _back_to_planned(services, m, "not applied (absent from the member's transactions)",
+                                from_state=S.SENDING)
+    return _later(services, m, "waiting to see whether Smaregi applied it", from_state=S.SENDING,
+                  at=(m.sent_at or m.created_at) + DECIDE_AFTER)
+
+
+def _extended_expiry(target: Target) -> date | None:
+    if not target.expiry_months:
+        return None
+    month = target.today.month - 1 + target.expiry_months
+    year, month = target.today.year + month // 12, month % 12 + 1
+    for day in (target.today.day, 30, 29, 28):  # the same day N months ahead, or that month's last
+        try:
+            return date(year, month, day)
+        except ValueError:
+            continue
+    return None
+
+
+# -- state changes --------------------------------------------------------------------------------------
+def _applied(services, movement_id: str, transaction_ids: list[str], balance_after: int | None) -> PointMovement:
+    with services.db.transaction() as session:
+        row = session.execute(update(PointMovement).where(PointMovement.id == movement_id,
+                                                          PointMovement.state == S.SENDING)
+                              .values(state=S.APPLIED, applied_at=utcnow(), updated_at=utcnow(), error=None,
+                                      smaregi_transaction_id=transaction_ids[-1] if transaction_ids else None,
+                                      balance_after=balance_after, leased_until=None)
+                              .returning(PointMovement.shop_id, PointMovement.shopify_customer_id)).first()
+        if row is not None:  # the shopper's next balance read goes to Smaregi
+            session.execute(BalanceSnapshot.__table__.delete().where(
+                BalanceSnapshot.shop_id == row.shop_id, BalanceSnapshot.shopify_customer_id == row.shopify_customer_id))
+    log.info("movement.applied", extra={"movement_id": movement_id})
+    return _load(services, movement_id)
+
+
+def _back_to_planned(services, m: PointMovement, why: str, from_state: str = S.SENDING) -> PointMovement:
+    attempts = m.attempts + 1
+    values: dict[str, Any] = {"state": S.PLANNED, "sent_points": None, "owed_change": 0, "sent_at": None,
+                              "attempts": attempts, "error": why, "leased_until": None,
+                              "next_attempt_at": utcnow() + timedelta(seconds=min(600, 5 * 2 ** attempts))}
+    if attempts >= MAX_ATTEMPTS:
+        values.update(state=S.REFUSED, next_attempt_at=None)
+        log.error("movement.refused", extra={"movement_id": m.id})
+    return _set(services, m, from_state, **values)
+
+
+def _review(services, m: PointMovement, why: str) -> PointMovement:
+    log.error("movement.needs_review", extra={"movement_id": m.id})
+    return _set(services, m, S.SENDING, state=S.NEEDS_REVIEW, error=why, leased_until=None, next_attempt_at=None)
+
+
+def _later(services, m: PointMovement, why: str, from_state: str = S.PLANNED, after: timedelta | None = None,
+           at: datetime | None = None) -> PointMovement:
+    when = at or utcnow() + (after or timedelta(seconds=min(600, 5 * 2 ** m.attempts)))
+    return _set(services, m, from_state, error=why, next_attempt_at=when, leased_until=None)
+
+
+def _wait_for_member(services, m: PointMovement, session: Session | None = None) -> PointMovement:
+    """No linked member yet: the points wait, and go once the sync has linked one."""
+    if session is not None:
+        session.execute(update(PointMovement).where(PointMovement.id == m.id).values(
+            next_attempt_at=utcnow() + WAIT_FOR_MEMBER, leased_until=None, error="waiting for a linked member"))
+        return m
+    return _later(services, m, "waiting for a linked member", at=utcnow() + WAIT_FOR_MEMBER)
+
+
+def _set(services, m: PointMovement, from_state: str, **values: Any) -> PointMovement:
+    with services.db.transaction() as session:
+        session.execute(update(PointMovement).where(PointMovement.id == m.id, PointMovement.state == from_state)
+                        .values(updated_at=utcnow(), **values))
+    return _load(services, m.id)
+
+
+def _linked_id(services, m: PointMovement) -> str | None:
+    with services.db.transaction() as session:
+        member = _member(session, m)
+    return member[0] if member else None
+
+
+def _load(services, movement_id: str) -> PointMovement:
+    with services.db.transaction() as session:
+        m = session.get(PointMovement, movement_id)
+        session.expunge(m)
+    return m
+
+
+# -- the worker's job ------------------------------------------------------------------------------------
+def claim_due(services, limit: int = 20) -> list[str]:
+    """Planned and undecided movements nobody is working on (conversion deductions are the saga's)."""
+    now = utcnow()
+    with services.db.transaction() as session:
+        ids = session.scalars(select(PointMovement.id).where(
+            PointMovement.state.in_((S.PLANNED, S.SENDING)), PointMovement.kind != K.CONVERSION_DEDUCTION,
+            or_(PointMovement.next_attempt_at.is_(None), PointMovement.next_attempt_at <= now),
+            or_(PointMovement.leased_until.is_(None), PointMovement.leased_until < now))
+            .order_by(PointMovement.created_at).limit(limit).with_for_update(skip_locked=True)).all()
+        if ids:
+            session.execute(update(PointMovement).where(PointMovement.id.in_(ids)).values(leased_until=now + LEASE))
+    return list(ids)
+
+
+# -- the conversion's deduction, in step with the conversion --------------------------------------------
+MOVES = PointMovement.__table__
+
+
+@dataclass(frozen=True)
+class Step:
+    """A change to a conversion's deduction movement that rides in the statement advancing the
+    conversion: on Postgres one statement (a data-modifying CTE gated on the conversion's
+    compare-and-set), on SQLite a second statement in the same transaction."""
+
+    conversion_id: str
+    insert: dict[str, Any] | None = None
+    update: dict[str, Any] | None = None
+
+    def statement(self, gate=None):
+        from sqlalchemy import bindparam, exists, insert
+
+        if self.insert is not None:
+            if gate is None:
+                return insert(MOVES).values(**self.insert)
+            values = select(*[bindparam(f"m_{name}", value, type_=MOVES.c[name].type).label(name)
+                              for name, value in self.insert.items()]).where(exists(select(gate.c.id)))
+            return insert(MOVES).from_select(list(self.insert), values)
+        stmt = update(MOVES).where(MOVES.c.conversion_id == self.conversion_id,
+                                   MOVES.c.kind == K.CONVERSION_DEDUCTION).values(updated_at=utcnow(), **self.update)
+        return stmt if gate is None else stmt.where(exists(select(gate.c.id)))
+
+
+def deduction_sending(c, now: datetime) -> Step:
+    """Written as the conversion moves to `deducting`, before point/add goes."""
+    return Step(c.id, insert={
+        "id": str(uuid.uuid4()), "shop_id": c.shop_id, "shopify_customer_id": c.shopify_customer_id,
+        "smaregi_customer_id": c.smaregi_customer_id, "kind": K.CONVERSION_DEDUCTION.value,
+        "reason": MovementReason.ONLINE_CONVERSION.value, "points": -c.points, "sent_points": -c.points,
+        "owed_change": 0, "state": S.SENDING.value, "conversion_id": c.id, "sent_at": now, "attempts": 0,
+        "created_at": now, "updated_at": now})
+
+
+def deduction_settled(conversion_id: str, state: MovementState, transaction_ids: list[str] | None = None,
+                      balance_after: int | None = None) -> Step:
+    values: dict[str, Any] = {"state": state.value}
+    if state == S.APPLIED:
+        values.update(applied_at=utcnow(), balance_after=balance_after,
+                      smaregi_transaction_id=transaction_ids[-1] if transaction_ids else None)
+    return Step(conversion_id, update=values)

@@ -1,0 +1,1 @@
+"""Shopify webhook deliveries: what one is (delivery.py) and where each topic goes (dispatch.py)."""

@@ -1,0 +1,38 @@
+"""One verified Shopify webhook delivery, and the checks every topic family shares."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class MalformedPayload(Exception):
+    """The body is signed by Shopify but is not what the topic promises."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    shop_domain: str
+    topic: str
+    webhook_id: str
+    event_id: str | None
+    triggered_at: datetime | None
+    payload: dict[str, Any]
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedPayload("updated_at is not a date-time") from None
+    if moment.tzinfo is None:
+        raise MalformedPayload("updated_at has no time zone")
+    return moment
+
+
+def positive_id(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise MalformedPayload(f"{what} missing or not a positive integer")
+    return value
