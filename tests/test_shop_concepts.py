@@ -12,7 +12,7 @@ from app.config import load_config
 from app.models import BalanceSnapshot, DataRequest, DirectoryMember, MemberLink, SmaregiContract
 from app.services import Services
 from app.sync import directory
-from app.sync.intake import Delivery, record
+from app.webhooks.dispatch import Delivery, record
 from app.sync.worker import Worker
 
 from .conftest import CONTRACT, SHOP, make_env
