@@ -6,6 +6,7 @@ the way Shopify makes them, never by the app.
 from __future__ import annotations
 
 import json
+import random
 import time
 from urllib.parse import urlencode
 
@@ -257,3 +258,62 @@ def test_errors_keep_one_shape_everywhere(services):
         assert resp.status_code == status and resp.is_json
         assert set(resp.json) == {"error"} and set(resp.json["error"]) == {"code", "message"}
         assert resp.json["error"]["code"] == code and resp.json["error"]["message"]
+
+
+# -- every reading of a signed text, not just the ones we thought of ----------------------------------
+def readings(text: str) -> list[list[tuple[str, str]]]:
+    """Every query whose signature base is `text` with no `=` inside a name or value (each `=` a
+    separator) and names in strictly increasing order, as the base sorts them."""
+    seps = [i for i, ch in enumerate(text) if ch == "="]
+    out: list[list[tuple[str, str]]] = []
+
+    def walk(k: int, start: int, prev: str | None, acc: list[tuple[str, str]]) -> None:
+        key = text[start:seps[k]]
+        if prev is not None and key <= prev:
+            return
+        if k == len(seps) - 1:
+            out.append([*acc, (key, text[seps[k] + 1:])])
+            return
+        for nxt in range(seps[k] + 1, seps[k + 1] + 1):  # where the next name starts
+            walk(k + 1, nxt, key, [*acc, (key, text[seps[k] + 1:nxt])])
+
+    walk(0, 0, None, [])
+    return out
+
+
+FRAGMENTS = ["logged_in_customer_id", "shop", "timestamp", "=", str(TARO), "a", "m", "z", "1", "_id", "id",
+             "customer_", "logged_in_", ".myshopify.com", "evil", "path_prefix"]
+
+
+def test_no_reading_of_a_signed_text_names_anyone_but_the_signed_customer():
+    """Alice chooses any extra parameters, Shopify signs them with her id; of all the queries that
+    carry the same signed text, the app accepts only ones naming Alice in her shop."""
+    from app.shopify.verify import InvalidSignature, ShopifyVerifier
+
+    secret = "shpss_" + "9" * 32
+    verifier = ShopifyVerifier("api-key", secret)
+    now = str(int(time.time()))
+    issue = {"a=1logged_in_customer_id": f"{TARO}m"}
+    rng = random.Random(10)
+    attackers = [issue] + [{"".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(1, 3))):
+                            "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(0, 3)))
+                            for _ in range(rng.randint(1, 2))} for _ in range(60)]
+    tried = accepted = 0
+    for extra in attackers:
+        signed = {**extra, "logged_in_customer_id": str(ALICE), "path_prefix": "/apps/points", "shop": SHOP,
+                  "timestamp": now}
+        text = cred.proxy_signature_base(signed)
+        candidates = readings(text) if text.count("=") <= 7 else []
+        if extra is not issue and (len(candidates) > 3000 or tried > 40_000):
+            continue
+        signature = cred.proxy_signature(signed, secret)
+        for reading in candidates:
+            tried += 1
+            try:
+                proof = verifier.app_proxy("GET", {}, f"https://app.example/proxy/balance?"
+                                                      f"{urlencode([*reading, ('signature', signature)])}")
+            except InvalidSignature:
+                continue
+            accepted += 1
+            assert (proof.customer_id, proof.shop_domain) == (ALICE, SHOP), (signed, reading)
+    assert tried > 25_000 and accepted > 0  # the search ran, and the honest readings still pass
