@@ -72,6 +72,7 @@ class Config:
     points: PointRuleDefaults = field(default_factory=PointRuleDefaults)
     port: int = 8000
     log_level: str = "INFO"
+    smaregi_webhook_secret: str | None = None  # unset: POST /smaregi/webhooks answers 404
 
     @property
     def is_postgres(self) -> bool:
@@ -188,6 +189,11 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if contract and not re.fullmatch(r"[A-Za-z0-9_]{1,64}", contract):
         raise ConfigError("SMAREGI_CONTRACT_ID", f"must be a Smaregi contract id like sb_abc123, got {contract!r}")
 
+    webhook_secret = read.text("SMAREGI_WEBHOOK_SECRET")
+    if webhook_secret and not re.fullmatch(r"[!-~]+", webhook_secret):
+        # Smaregi sends it as an HTTP header value: visible ASCII, no spaces.
+        raise ConfigError("SMAREGI_WEBHOOK_SECRET", "must be visible ASCII characters without spaces")
+
     return Config(
         environment=environment,
         shopify_api_key=read.required("SHOPIFY_API_KEY", DEV_SHOPIFY_API_KEY, forbidden=DEV_SHOPIFY_API_KEY),
@@ -220,4 +226,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         port=port,
         log_level=(read.text("LOG_LEVEL", default="INFO") or "INFO").upper(),
+        smaregi_webhook_secret=webhook_secret,
     )

@@ -215,6 +215,10 @@ class SmaregiClient:
                   "sort": "transactionDateTime:desc"}
         return self._request("GET", "/transactions", params=params, deadline=deadline)
 
+    def get_transaction(self, transaction_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        """One transaction head (`GET /transactions/{id}`): whose it is, after a `pos:transactions` webhook."""
+        return self._request("GET", f"/transactions/{transaction_id}", deadline=deadline)
+
     # -- plumbing --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, params: dict | None = None, json: dict | None = None,
                  deadline: float | None = None) -> Any:

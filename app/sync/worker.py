@@ -30,7 +30,7 @@ from ..smaregi.errors import (
     SmaregiUnauthorized,
     SmaregiUnreachable,
 )
-from . import queue, scheduler
+from . import queue, scheduler, smaregi_events
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
 from .matching import Conflict, Job, sync_member
@@ -103,7 +103,7 @@ class Worker:
         for job in jobs:
             if queue.renew(self.s.db, job, self.name):
                 self.process(job)
-        return len(jobs)
+        return len(jobs) + smaregi_events.drain(self.s, self.name)
 
     def process(self, job: Job) -> None:
         started = time.monotonic()
