@@ -219,6 +219,10 @@ def test_a_member_deleted_at_the_register_shows_on_the_link_and_the_shopper_is_n
             DirectoryMember.smaregi_customer_id == taro["customerId"])) == 0
     resp = balance(client, services)
     assert resp.status_code == 404 and resp.json["error"]["code"] == "not_registered"
+    token = app_home_id_token(services.config.shopify_api_key, services.config.shopify_api_secret, SHOP)
+    problems = client.get("/admin/api/sync/problems", headers={"Authorization": f"Bearer {token}"}).json["problems"]
+    assert [(p["customer_id"], p["state"], p["member_status"]) for p in problems] == [
+        (TARO, "member_deleted", "deleted")]
 
 
 def test_a_member_withdrawn_at_the_register_is_not_registered_and_coming_back_restores_it(
