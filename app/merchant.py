@@ -234,7 +234,8 @@ def problems(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
         gone = p.member_status != "active"
         out.append({"link_id": p.link_id, "customer_id": p.shopify_customer_id,
                     "state": f"member_{p.member_status}" if gone else p.state, "member_status": p.member_status,
-                    "reason": MEMBER_GONE[p.member_status] if gone else p.last_error, "attempts": p.attempts, "last_tried_at": p.updated_at.isoformat(),
+                    "reason": MEMBER_GONE[p.member_status] if gone else p.last_error, "attempts": p.attempts,
+                    "last_tried_at": p.updated_at.isoformat(),
                     "candidates": p.conflict_candidates or []})
     return out
 

@@ -326,7 +326,7 @@ def test_a_webhook_secret_that_cannot_be_a_header_value_stops_start_up():
 
     from .conftest import DEV_ENV
 
-    with pytest.raises(ConfigError, match="^SMAREGI_WEBHOOK_SECRET: "):
+    with pytest.raises(ConfigError, match=r"^SMAREGI_WEBHOOK_SECRET: "):
         load_config({**DEV_ENV, "SMAREGI_WEBHOOK_SECRET": "two words"})
     assert load_config({**DEV_ENV, "SMAREGI_WEBHOOK_SECRET": SECRET}).smaregi_webhook_secret == SECRET
     assert load_config(DEV_ENV).smaregi_webhook_secret is None

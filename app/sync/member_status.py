@@ -1,10 +1,10 @@
 """A linked member's state at the register (member_links.member_status)."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class MemberStatus(str, Enum):
+class MemberStatus(StrEnum):
     ACTIVE = "active"
     WITHDRAWN = "withdrawn"  # 退会 / 名寄せ at the register (Smaregi status 3, 4)
     DELETED = "deleted"
