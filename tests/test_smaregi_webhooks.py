@@ -291,7 +291,7 @@ def test_a_member_linked_by_code_and_missing_from_the_directory_shows_its_curren
 
 # -- the stand-in emits them --------------------------------------------------------------------------------------
 def test_the_stand_in_emits_member_and_point_webhooks_with_the_secret(smaregi_em, services):
-    em, em_url = smaregi_em
+    em, _ = smaregi_em
     received = []
     from flask import Flask, request
 
