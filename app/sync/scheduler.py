@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 JOB_LEASE_S = 300
 DIRECTORY_EVERY_S = 300
 IMPORT_PAGES_PER_RUN = 20
+AUDIT_CHECK_EVERY_S = 600  # how often the job looks for due audits (each shop's is daily)
 
 
 def contracts_in_use(services: Services) -> list[str]:
@@ -63,10 +64,19 @@ def sweep_conversions(services: Services) -> float:
     return 15
 
 
+def audit_ledgers(services: Services) -> float:
+    """Queued audits (the merchant's button) and each shop's daily one (app/points/audit.py)."""
+    from ..points.audit import run_due as run_audits
+
+    run_audits(services)
+    return AUDIT_CHECK_EVERY_S
+
+
 JOBS: dict[str, Callable[[Services], float]] = {
     "member_directory": refresh_directories,
     "rate_slot_cleanup": cleanup_rate_slots,
     "conversion_sweeper": sweep_conversions,
+    "ledger_audit": audit_ledgers,
 }
 
 

@@ -7,6 +7,7 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request
 
 from .. import merchant
+from ..points import audit
 from ..shopify.verify import InvalidSignature
 from . import services
 from .app_home import PATCH_ID_TOKEN_PATH
@@ -122,3 +123,33 @@ def review(shop, conversion_id: str):
 @authenticated
 def data_requests(shop):
     return jsonify({"data_requests": merchant.data_requests(services(), shop)})
+
+
+@bp.get("/audit")
+@authenticated
+def audit_overview(shop):
+    return jsonify(audit.overview(services(), shop.shop_id))
+
+
+@bp.post("/audit/run")
+@authenticated
+def audit_run(shop):
+    audit.request_audit(services(), shop.shop_id)
+    return jsonify(audit.overview(services(), shop.shop_id)), 202
+
+
+@bp.post("/audit/findings/<int:finding_id>/fix")
+@authenticated
+def audit_fix(shop, finding_id: int):
+    if not audit.fix(services(), shop.shop_id, finding_id):
+        return jsonify({"error": {"code": "invalid_request", "message": "No open finding of this shop with a safe "
+                                                                        "fix; check it in Smaregi."}}), 400
+    return jsonify({"fixed": True})
+
+
+@bp.post("/audit/findings/<int:finding_id>/dismiss")
+@authenticated
+def audit_dismiss(shop, finding_id: int):
+    if not audit.dismiss(services(), shop.shop_id, finding_id):
+        return jsonify({"error": {"code": "not_found", "message": "No open finding of this shop."}}), 404
+    return jsonify({"dismissed": True})
