@@ -32,6 +32,17 @@ EN = {
     "err_placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
     "err_rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
     "err_on_or_off": "Choose on or off.",
+    "audit": "Ledger audit", "audit_run": "Check now", "audit_never": "Not checked yet.",
+    "audit_help": "Once a day the app checks that every point change it made has its Smaregi transaction and that every linked member still exists with its code. Differences are listed here; nothing is changed unless you choose a fix, and points are never sent again by the audit.",
+    "audit_done": "Last checked {when}: {n} difference(s).", "audit_queued": "Check queued…", "audit_running": "Checking…",
+    "audit_failed": "The last check could not reach Smaregi; it runs again later.", "audit_none": "No differences.",
+    "audit_kind": "Difference", "audit_details": "Details", "dismiss": "Checked: dismiss",
+    "finding_missing_transaction": "The app changed points, but Smaregi has no such transaction",
+    "finding_transaction_other_member": "The transaction is on another member",
+    "finding_member_missing": "The linked member no longer exists in Smaregi",
+    "finding_member_withdrawn": "The linked member was withdrawn in Smaregi",
+    "finding_member_code_changed": "The member code was changed in Smaregi",
+    "fix_adopt_code": "Use the new code", "fix_link_again": "Link the customer again",
 }
 
 JA = {
@@ -63,6 +74,17 @@ JA = {
     "err_placeholder_length": "1〜85文字で入力してください（スマレジでは名前が必須です）。",
     "err_rank_labels_format": "ランクは20文字以内、表示名は日本語・英語とも40文字以内で入力してください。",
     "err_on_or_off": "オンかオフを選んでください。",
+    "audit": "ポイント台帳の照合", "audit_run": "今すぐ照合", "audit_never": "まだ照合していません。",
+    "audit_help": "1日1回、アプリが行ったポイント変更ごとにスマレジの取引があるか、連携した会員が設定した会員コードのまま存在するかを確認します。差異はここに表示され、修正を選ばない限り何も変更されません。照合でポイントが再送されることはありません。",
+    "audit_done": "最終照合 {when}：差異 {n} 件", "audit_queued": "照合待ち…", "audit_running": "照合中…",
+    "audit_failed": "前回の照合ではスマレジに接続できませんでした。後ほど再実行されます。", "audit_none": "差異はありません。",
+    "audit_kind": "差異", "audit_details": "詳細", "dismiss": "確認済み（閉じる）",
+    "finding_missing_transaction": "アプリがポイントを変更しましたが、スマレジに該当する取引がありません",
+    "finding_transaction_other_member": "取引が別の会員に記録されています",
+    "finding_member_missing": "連携した会員がスマレジに存在しません",
+    "finding_member_withdrawn": "連携した会員がスマレジで退会しています",
+    "finding_member_code_changed": "スマレジで会員コードが変更されています",
+    "fix_adopt_code": "新しいコードを使う", "fix_link_again": "顧客を再連携する",
 }
 
 
