@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from .models import (
+    AuditFinding,
     BalanceSnapshot,
     Conversion,
     DataRequest,
@@ -71,7 +72,7 @@ def redact_customer(session: Session, shop: Shop, payload: dict[str, Any]) -> st
     if link is not None and link.smaregi_customer_id and shop.smaregi_contract_id:
         session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == shop.smaregi_contract_id,
                                                       DirectoryMember.smaregi_customer_id == link.smaregi_customer_id))
-    for model in (MemberLink, BalanceSnapshot, DataRequest):
+    for model in (MemberLink, BalanceSnapshot, DataRequest, AuditFinding):
         session.execute(delete(model).where(model.shop_id == shop.id, model.shopify_customer_id == customer_id))
     log.info("privacy.customer_redacted", extra={"shop_id": shop.id, "customer_id": customer_id})
     return "customer_redacted"

@@ -330,3 +330,30 @@ def test_a_webhook_secret_that_cannot_be_a_header_value_stops_start_up():
         load_config({**DEV_ENV, "SMAREGI_WEBHOOK_SECRET": "two words"})
     assert load_config({**DEV_ENV, "SMAREGI_WEBHOOK_SECRET": SECRET}).smaregi_webhook_secret == SECRET
     assert load_config(DEV_ENV).smaregi_webhook_secret is None
+
+
+def test_a_bulk_update_is_read_through_the_update_window_and_a_register_edit_goes_first(
+        services, client, taro, smaregi_em):
+    em, _ = smaregi_em
+    bulk = [em.add_member(CONTRACT, customerCode=f"B-{n}", lastName="a", firstName="b", rank="silver")["customerId"]
+            for n in range(40)]
+    send(client, edited(*bulk, action="bulk-update"))
+    em.edit_member(CONTRACT, taro["customerId"], rank="platinum")
+    send(client, edited(taro["customerId"]))  # arrives after the bulk event
+    from app.sync import smaregi_events
+
+    before = em.stats["requests"]
+    assert smaregi_events.drain(services, "w", limit=1) == 1
+    with services.db.transaction() as s:  # the register's edit was taken first
+        assert s.scalar(select(DirectoryMember.rank).where(
+            DirectoryMember.smaregi_customer_id == taro["customerId"])) == "platinum"
+        assert s.scalar(select(SmaregiEvent.processed_at).where(SmaregiEvent.action == "bulk-update")) is None
+    assert smaregi_events.drain(services, "w") == 1
+    assert em.stats["requests"] - before < 5  # not forty reads
+    send(client, edited(*bulk, action="bulk-update"))  # the next bulk event: one window read again
+    before = em.stats["requests"]
+    smaregi_events.drain(services, "w")
+    assert em.stats["requests"] - before == 1
+    with services.db.transaction() as s:
+        ranks = s.scalars(select(DirectoryMember.rank).where(DirectoryMember.smaregi_customer_id.in_(bulk))).all()
+    assert len(ranks) == 40 and set(ranks) == {"silver"}

@@ -56,6 +56,13 @@ def cleanup_rate_slots(services: Services) -> float:
     return 60
 
 
+def cleanup_smaregi_events(services: Services) -> float:
+    from . import smaregi_events
+
+    smaregi_events.prune(services)
+    return 3600
+
+
 def sweep_conversions(services: Services) -> float:
     from ..points.saga import sweep
 
@@ -77,6 +84,7 @@ JOBS: dict[str, Callable[[Services], float]] = {
     "rate_slot_cleanup": cleanup_rate_slots,
     "conversion_sweeper": sweep_conversions,
     "ledger_audit": audit_ledgers,
+    "smaregi_event_cleanup": cleanup_smaregi_events,
 }
 
 

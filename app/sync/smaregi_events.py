@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
@@ -47,6 +47,8 @@ LEASE_S = 300
 MAX_ATTEMPTS = 5
 READ_BUDGET_S = 10.0
 READ_SHARE = 0.5  # of the contract's reads per second: the rest stays free for shoppers' balances
+BULK_IDS = 20  # more members than this in one event: one update-window read instead of one read each
+KEEP_EVENTS = timedelta(days=7)  # dedupe records: Smaregi does not retry, duplicates come close together
 
 
 class MalformedEvent(Exception):
@@ -147,7 +149,9 @@ def drain(services: Services, owner: str, limit: int = 5) -> int:
         ids = session.scalars(select(SmaregiEvent.id).where(
             SmaregiEvent.processed_at.is_(None), SmaregiEvent.next_attempt_at <= now,
             or_(SmaregiEvent.leased_until.is_(None), SmaregiEvent.leased_until < now))
-            .order_by(SmaregiEvent.id).limit(limit).with_for_update(skip_locked=True)).all()
+            # A member edited at the register goes before bulk jobs (an import sends thousands).
+            .order_by(SmaregiEvent.action.like("bulk%"), SmaregiEvent.id).limit(limit)
+            .with_for_update(skip_locked=True)).all()
         if not ids:
             return 0
         session.execute(update(SmaregiEvent).where(SmaregiEvent.id.in_(ids))
@@ -164,7 +168,7 @@ def _run(services: Services, event: SmaregiEvent, owner: str) -> None:
     started = time.monotonic()
     try:
         if event.event == "pos:customers":
-            refresh_members(services, event.contract_id, event.ids)
+            refresh_members(services, event.contract_id, event.ids, event.action, event.received_at)
         else:
             forget_balances_of_transactions(services, event.contract_id, event.ids)
     except Exception as exc:
@@ -191,8 +195,12 @@ def _pace(services: Services) -> float:
     return 1.0 / max(1.0, services.config.smaregi_reads_per_s * READ_SHARE)
 
 
-def refresh_members(services: Services, contract_id: str, customer_ids: list[str]) -> None:
+def refresh_members(services: Services, contract_id: str, customer_ids: list[str], action: str = "edited",
+                    received_at: datetime | None = None) -> None:
     client = services.smaregi.contract(contract_id)
+    if len(customer_ids) > BULK_IDS and "delete" not in action:
+        _refresh_many(services, client, customer_ids, received_at or utcnow())
+        return
     for n, customer_id in enumerate(customer_ids):
         if n:
             time.sleep(_pace(services))
@@ -210,6 +218,35 @@ def refresh_members(services: Services, contract_id: str, customer_ids: list[str
                 status = MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE
                 code = member.get("customerCode")
             mark_member(session, services.config, contract_id, customer_id, status, code)
+
+
+def _refresh_many(services: Services, client, customer_ids: list[str], received_at: datetime) -> None:
+    """A bulk create/update: the directory's update-window read (1,000 members a call) brings them
+    in, then their links take their state and their snapshots go. One read covers every bulk event
+    received before it started, so an import's many events share it."""
+    from ..models import DirectoryMember, SmaregiContract
+
+    with services.db.transaction() as session:
+        fresh_until = session.scalar(select(SmaregiContract.directory_fresh_until)
+                                     .where(SmaregiContract.contract_id == client.contract_id))
+    if fresh_until is None or fresh_until < received_at:
+        directory.refresh_window(services.db, client, deadline=time.monotonic() + READ_BUDGET_S * 6)
+    with services.db.transaction() as session:
+        rows = session.execute(select(DirectoryMember.smaregi_customer_id, DirectoryMember.status,
+                                      DirectoryMember.customer_code).where(
+            DirectoryMember.contract_id == client.contract_id,
+            DirectoryMember.smaregi_customer_id.in_(customer_ids))).all()
+        for row in rows:
+            withdrawn = row.status in directory.WITHDRAWN
+            mark_member(session, services.config, client.contract_id, row.smaregi_customer_id,
+                        MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, row.customer_code)
+
+
+def prune(services: Services) -> int:
+    """Dedupe records of handled events, after a week."""
+    with services.db.transaction() as session:
+        return session.execute(delete(SmaregiEvent).where(
+            SmaregiEvent.processed_at.is_not(None), SmaregiEvent.received_at < utcnow() - KEEP_EVENTS)).rowcount
 
 
 def mark_member(session: Session, config: Config, contract_id: str, smaregi_customer_id: str,
