@@ -79,6 +79,7 @@ class Config:
     points: PointRuleDefaults = field(default_factory=PointRuleDefaults)
     port: int = 8000
     log_level: str = "INFO"
+    smaregi_webhook_secret: str | None = None  # unset: POST /smaregi/webhooks answers 404
 
     @property
     def is_postgres(self) -> bool:
@@ -198,6 +199,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     earn_on = (read.text("POINTS_EARN_ON", default="paid") or "paid").lower()
     if earn_on not in EARN_TRIGGERS:
         raise ConfigError("POINTS_EARN_ON", f"must be paid or fulfilled, got {earn_on!r}")
+    webhook_secret = read.text("SMAREGI_WEBHOOK_SECRET")
+    if webhook_secret and not re.fullmatch(r"[!-~]+", webhook_secret):
+        # Smaregi sends it as an HTTP header value: visible ASCII, no spaces.
+        raise ConfigError("SMAREGI_WEBHOOK_SECRET", "must be visible ASCII characters without spaces")
 
     return Config(
         environment=environment,
@@ -235,4 +240,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         ),
         port=port,
         log_level=(read.text("LOG_LEVEL", default="INFO") or "INFO").upper(),
+        smaregi_webhook_secret=webhook_secret,
     )

@@ -220,10 +220,18 @@ def dashboard(services: Services, shop: AdminShop) -> dict[str, Any]:
 def problems(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
     out = []
     for p in operations.problems(services.db, shop.shop_id):
-        out.append({"link_id": p.link_id, "customer_id": p.shopify_customer_id, "state": p.state,
-                    "reason": p.last_error, "attempts": p.attempts, "last_tried_at": p.updated_at.isoformat(),
+        gone = p.member_status != "active"
+        out.append({"link_id": p.link_id, "customer_id": p.shopify_customer_id,
+                    "state": f"member_{p.member_status}" if gone else p.state, "member_status": p.member_status,
+                    "reason": MEMBER_GONE[p.member_status] if gone else p.last_error, "attempts": p.attempts,
+                    "last_tried_at": p.updated_at.isoformat(),
                     "candidates": p.conflict_candidates or []})
     return out
+
+
+MEMBER_GONE = {"withdrawn": "The member was withdrawn (退会) at the register; the customer sees no points.",
+               "deleted": "The member was deleted in Smaregi; the customer sees no points until they are "
+                          "linked again (their next change in Shopify, or Resync)."}
 
 
 def retry(services: Services, shop: AdminShop, link_ids: list[int] | None) -> int:

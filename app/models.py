@@ -224,6 +224,9 @@ class MemberLink(Base):
     event_received_at: Mapped[datetime | None]  # first unsynced event, for webhook→POS latency
     synced_at: Mapped[datetime | None]
     last_latency_ms: Mapped[int | None]  # webhook received → member written, for the dashboard
+    # The Smaregi member as the register left it (MemberStatus): withdrawn or deleted there is shown
+    # to the merchant and makes the shopper `not_registered`. Set from Smaregi's webhooks and the audit.
+    member_status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -416,3 +419,65 @@ class DataRequest(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     export: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SmaregiEvent(Base):
+    """A Smaregi webhook delivery, once per event id, and the worker's queue for acting on it
+    (Smaregi waits at most 3 s and never retries, so the request only records)."""
+
+    __tablename__ = "smaregi_events"
+    __table_args__ = (
+        UniqueConstraint("event_id"),
+        Index("ix_smaregi_events_due", "processed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(128))
+    contract_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))  # pos:customers | pos:transactions
+    action: Mapped[str] = mapped_column(String(32))
+    ids: Mapped[list[Any]] = mapped_column(JSONType)  # customerIds or transactionHeadIds, as strings
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime | None]
+    leased_until: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditRun(Base):
+    """One comparison of a shop's ledger and links with Smaregi (daily, or the merchant's button)."""
+
+    __tablename__ = "audit_runs"
+    __table_args__ = (Index("ix_audit_runs_shop", "shop_id", "requested_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # AuditState
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    movements_checked: Mapped[int] = mapped_column(default=0)
+    members_checked: Mapped[int] = mapped_column(default=0)
+    differences: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditFinding(Base):
+    """A difference between what the app says it did and what Smaregi holds, for the merchant.
+    Never fixed silently: it stays open until the merchant fixes or dismisses it, or a later run
+    no longer sees it."""
+
+    __tablename__ = "audit_findings"
+    __table_args__ = (UniqueConstraint("shop_id", "kind", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # FindingKind
+    subject: Mapped[str] = mapped_column(String(64))  # the movement or link it is about
+    shopify_customer_id: Mapped[int | None] = mapped_column(BigInteger)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(32))  # fixed | dismissed | gone

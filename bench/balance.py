@@ -63,7 +63,7 @@ def main() -> None:
                 requests.delete(f"{smaregi}/_emulator/faults", timeout=5)
                 if latency:
                     requests.post(f"{smaregi}/_emulator/faults", timeout=5, json={
-                        "match": r"GET /sb_bench/pos/(customers/point|transactions)", "latency_s": latency})
+                        "match": r"GET /sb_bench/pos/(customers/point|customers/\d+|transactions)", "latency_s": latency})
                 samples = shoppers(port, config.shopify_api_secret, customers, args.concurrency, args.seconds,
                                    args.think)
                 print(f"POS +{latency * 1000:.0f} ms: {args.concurrency} shoppers, {args.think}s between loads, "

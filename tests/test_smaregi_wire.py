@@ -85,3 +85,24 @@ def test_problem_json_400_becomes_a_typed_error_naming_the_field(wire):
             client.create_customer({"customerCode": "DUP-1", "lastName": "c", "firstName": "d"})
     assert info.value.status == 400 and info.value.field == "customerCode"
     assert "重複" in info.value.detail
+
+
+def test_transactions_are_read_by_id_and_by_division_for_webhooks_and_the_audit(wire):
+    from datetime import datetime, timedelta, timezone
+
+    em, _, client, cassette = wire
+    jst = timezone(timedelta(hours=9))
+    if em:
+        em.add_member(CONTRACT, customerCode="T-1", lastName="佐藤", firstName="花子", points=300)
+    with cassette("transactions_by_id_and_division") as c:
+        change = client.add_points("1", -30)
+        head = client.get_transaction(change.transaction_ids[0])
+        rows = client.list_point_transactions(division="7", updated_from=datetime(2026, 11, 20, tzinfo=jst),
+                                              updated_to=datetime(2026, 12, 20, tzinfo=jst))
+    get_one, listing = c.requests[-2], c.requests[-1]
+    assert get_one.uri == f"{API_HOST}/{CONTRACT}/pos/transactions/{change.transaction_ids[0]}"
+    assert listing.uri == (f"{API_HOST}/{CONTRACT}/pos/transactions?transaction_head_division=7"
+                           "&upd_date_time-from=2026-11-20T00%3A00%3A00%2B09%3A00"
+                           "&upd_date_time-to=2026-12-20T00%3A00%3A00%2B09%3A00&page=1&limit=1000&sort=transactionHeadId")
+    assert (head["customerId"], head["transactionHeadDivision"], head["spendPoint"]) == ("1", "7", 30)
+    assert [t["transactionHeadId"] for t in rows] == change.transaction_ids

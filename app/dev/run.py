@@ -32,6 +32,7 @@ def _env() -> dict[str, str]:
     env.setdefault("SMAREGI_ID_BASE", f"http://127.0.0.1:{port('smaregi')}")
     env.setdefault("SMAREGI_API_BASE", f"http://127.0.0.1:{port('smaregi')}")
     env.setdefault("SHOPIFY_ADMIN_API_BASE", f"http://127.0.0.1:{port('shopify')}/{{shop}}")
+    env.setdefault("SMAREGI_WEBHOOK_SECRET", "dev-smaregi-webhook-secret")  # the stand-in sends it back
     env["POINTBRIDGE_STOREFRONT_PORT"] = str(port("storefront"))
     env["POINTBRIDGE_SMAREGI_PORT"] = str(port("smaregi"))
     env["POINTBRIDGE_SHOPIFY_PORT"] = str(port("shopify"))
@@ -79,6 +80,13 @@ def _send_order_webhooks(web: str, config, first: int, last: int) -> None:
             "X-Shopify-Webhook-Id": f"dev-order-{number}",
             "X-Shopify-Hmac-Sha256": webhook_hmac(body, config.shopify_api_secret)})
         urllib.request.urlopen(request, timeout=10)
+def _point_smaregi_webhooks_here(web: str, env: dict[str, str], config) -> None:
+    """As the merchant sets it in Smaregi's developer console: our URL and the secret header."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/webhooks", method="POST",
+        data=json.dumps({"url": f"{web}/smaregi/webhooks", "secret": config.smaregi_webhook_secret}).encode(),
+        headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10)
 
 
 def _set_demo_rules(web: str, config) -> None:
@@ -118,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     # Install the dev shop the way Shopify admin does: a first App Home load with an id token.
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
     _send_customer_webhooks(web, config)
+    _point_smaregi_webhooks_here(web, env, config)
     _set_demo_rules(web, config)
     _send_order_webhooks(web, config, 0, 2)  # two paid orders; their refund and cancellation follow
     later = threading.Timer(ORDER_CHANGES_AFTER_S, _send_order_webhooks, (web, config, 2, 4))
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  App Home (admin)    {web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config, minutes=60)}",
         f"  Health              {web}/healthz",
         f"  Smaregi emulator    http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/{config.smaregi_contract_id}/members",
+        f"    a register edit:  curl -X PATCH -H 'Content-Type: application/json' -d '{{\"rank\": \"platinum\"}}' "
+        f"http://127.0.0.1:{env['POINTBRIDGE_SMAREGI_PORT']}/_emulator/{config.smaregi_contract_id}/members/1",
         f"  Shopify emulator    http://127.0.0.1:{env['POINTBRIDGE_SHOPIFY_PORT']}/_emulator/{DEV_SHOP}/state",
     ]
     print("\n".join([*lines, "Ctrl-C stops everything.", ""]), flush=True)

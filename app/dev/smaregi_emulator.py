@@ -17,6 +17,8 @@ guesses. One server answers both hosts: `/app/{contract}/token` (IdP) and `/{con
   refused; `wrong_state`: the redirect carries another state), `/authorize/token` exchanges a code
   once (client, redirect URI and verifier must match), `/userinfo` names the contract. The shape of
   user info beyond `sub` / `contract.id` / `contract.is_owner` is inferred.
+- webhooks out (smaregi_webhooks.py): `pos:customers` when a member is created, edited or deleted
+  and `pos:transactions` when points change, through the API or the dev controls below.
 
 Control endpoints under /_emulator/ (reset, faults, stats, members) serve tests and the dev runner.
 """
@@ -35,6 +37,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Flask, jsonify, redirect, request
+
+from .smaregi_webhooks import WebhookSender
 
 JST = timezone(timedelta(hours=9))
 READ_SCOPE, WRITE_SCOPE = "pos.customers:read", "pos.customers:write"
@@ -136,6 +140,7 @@ class SmaregiEmulator:
         self.signin_fault: str | None = None  # "denied" | "wrong_state"
         self.codes: dict[str, SignInCode] = {}
         self.user_tokens: dict[str, tuple[str, float]] = {}  # user access token → (contract, expiry)
+        self.webhooks = WebhookSender()
 
     # -- state helpers used by tests and the seeder -----------------------------------------------
     def reset_stats(self) -> None:
@@ -169,7 +174,26 @@ class SmaregiEmulator:
             c = self.contract(contract_id)
             p = c.points[customer_id]
             p["point"] = p["point"] + earned - used
-            return self._transaction(c, customer_id, "1", new=earned, spend=used, total=total, when=when)
+            head = self._transaction(c, customer_id, "1", new=earned, spend=used, total=total, when=when)
+        self.webhooks.emit(contract_id, "pos:transactions", "created", [head["transactionHeadId"]])
+        return head
+
+    def edit_member(self, contract_id: str, customer_id: str, **fields: Any) -> dict[str, Any]:
+        """An edit at the register (not validated like the API: the merchant's own screen)."""
+        with self.lock:
+            member = self.contract(contract_id).customers[customer_id]
+            member.update({k: (str(v) if v is not None else None) for k, v in fields.items()})
+            member["updDateTime"] = self.stamp()
+            member = dict(member)
+        self.webhooks.emit(contract_id, "pos:customers", "edited", [customer_id])
+        return member
+
+    def delete_member(self, contract_id: str, customer_id: str) -> None:
+        with self.lock:
+            c = self.contract(contract_id)
+            c.customers.pop(customer_id)
+            c.points.pop(customer_id, None)
+        self.webhooks.emit(contract_id, "pos:customers", "deleted", [customer_id])
 
     def balance(self, contract_id: str, customer_id: str) -> int:
         with self.lock:
@@ -430,7 +454,9 @@ class SmaregiEmulator:
         def create_customer(contract_id: str):
             c = guard(contract_id, WRITE_SCOPE, "write")
             with em.lock:
-                return jsonify(em._create(c, request.get_json(force=True) or {}))
+                member = em._create(c, request.get_json(force=True) or {})
+            em.webhooks.emit(contract_id, "pos:customers", "created", [member["customerId"]])
+            return jsonify(member)
 
         @app.get("/<contract_id>/pos/customers/<customer_id>")
         def get_customer(contract_id: str, customer_id: str):
@@ -450,7 +476,9 @@ class SmaregiEmulator:
                 em._validate(c, fields, creating=False, current_id=customer_id)
                 c.customers[customer_id].update(fields)
                 c.customers[customer_id]["updDateTime"] = em.stamp()
-                return jsonify(dict(c.customers[customer_id]))
+                member = dict(c.customers[customer_id])
+            em.webhooks.emit(contract_id, "pos:customers", "edited", [customer_id])
+            return jsonify(member)
 
         @app.delete("/<contract_id>/pos/customers/<customer_id>")
         def delete_customer(contract_id: str, customer_id: str):
@@ -459,6 +487,7 @@ class SmaregiEmulator:
                 if c.customers.pop(customer_id, None) is None:
                     raise Problem(404, "Not Found", "会員が存在しません")
                 c.points.pop(customer_id, None)
+            em.webhooks.emit(contract_id, "pos:customers", "deleted", [customer_id])
             return ("", 200)
 
         @app.get("/<contract_id>/pos/customer_required_column_setting")
@@ -505,6 +534,7 @@ class SmaregiEmulator:
                     division = "6" if delta > 0 else "7"
                     head = em._transaction(c, customer_id, division, new=max(delta, 0), spend=max(-delta, 0))
                     head_ids.append(head["transactionHeadId"])
+                em.webhooks.emit(contract_id, "pos:transactions", "created", head_ids)
                 return jsonify({"customerId": customer_id, "mile": str(p["mile"]), "point": str(p["point"]),
                                 "pointExpireDate": p["pointExpireDate"], "updDateTime": p["updDateTime"],
                                 "transactionHeadIds": head_ids})
@@ -593,6 +623,42 @@ class SmaregiEmulator:
             body = request.get_json(force=True) or {}
             em.signin_contract, em.signin_fault = body.get("contract_id"), body.get("fault")
             return jsonify({"contract_id": em.signin_contract, "fault": em.signin_fault})
+        @app.get("/<contract_id>/pos/transactions/<transaction_id>")
+        def transaction(contract_id: str, transaction_id: str):
+            c = guard(contract_id, TRANSACTIONS_SCOPE, "read")
+            with em.lock:
+                found = next((dict(t) for t in c.transactions if t["transactionHeadId"] == transaction_id), None)
+            if found is None:
+                raise Problem(404, "Not Found", "取引が存在しません")
+            return jsonify(found)
+
+        @app.post("/_emulator/webhooks")
+        def configure_webhooks():
+            """Where this contract's webhooks go: {url, secret, secret_header?, duplicate?, reorder?}."""
+            em.webhooks.configure(**(request.get_json(force=True) or {}))
+            return jsonify({"url": em.webhooks.target.url})
+
+        @app.get("/_emulator/webhooks")
+        def sent_webhooks():
+            return jsonify(em.webhooks.target.sent)
+
+        @app.patch("/_emulator/<contract_id>/members/<customer_id>")
+        def edit_member(contract_id: str, customer_id: str):
+            """A member edited at the register (rank, status, e-mail, code …): Smaregi sends `edited`."""
+            return jsonify(em.edit_member(contract_id, customer_id, **(request.get_json(force=True) or {})))
+
+        @app.delete("/_emulator/<contract_id>/members/<customer_id>")
+        def remove_member(contract_id: str, customer_id: str):
+            em.delete_member(contract_id, customer_id)
+            return jsonify({})
+
+        @app.post("/_emulator/<contract_id>/members/<customer_id>/sale")
+        def register_sale(contract_id: str, customer_id: str):
+            """A sale at the register that earned/used points: Smaregi sends `pos:transactions`."""
+            body = request.get_json(force=True) or {}
+            head = em.add_sale(contract_id, customer_id, earned=int(body.get("earned", 0)),
+                               used=int(body.get("used", 0)), total=int(body.get("total", 0)))
+            return jsonify(head)
 
         @app.post("/_emulator/faults")
         def add_fault():

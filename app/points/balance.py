@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +22,8 @@ from ..orders.earning import pending
 from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.client import PointBalance
-from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
+from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiNotFound, SmaregiTimeout
+from ..sync.directory import WITHDRAWN, remember
 from .errors import NotRegistered, PosTimeout, PosUnavailable
 from .ledger import converted_today
 from .member import Member, Shopper, find_member, linked_member, shop_and_settings_in
@@ -119,16 +120,42 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
     history = _pool.submit(client.list_transactions, customer_code=member.code,
                            updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
+    # The rank is the member's current one: a linked member's comes from the directory when
+    # Smaregi's webhooks keep it current, else from a live read beside the other two.
+    live = (_pool.submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
+            if ctx.linked is not None and not (member.in_directory and services.config.smaregi_webhook_secret)
+            else None)
     def remaining():
         return max(0.0, deadline - time.monotonic()) + 0.05
     balance: PointBalance | None = points.result(timeout=remaining())
     transactions = history.result(timeout=remaining())
+    member = _current_member(services, ctx.settings.contract_id, member, live, remaining())
     return {
         "member": {"code": member.code, "rank": member.rank},
         "points": {"balance": balance.points if balance else 0,
                    "expires_on": balance.expires_on.isoformat() if balance and balance.expires_on else None},
         "history": _movements(transactions, ctx.our_transactions, ctx.settings),
     }
+
+
+def _current_member(services: Services, contract_id: str, member: Member, live: Future | None,
+                    timeout: float) -> Member:
+    """The member as Smaregi holds it now; gone or withdrawn there: NotRegistered. No answer in
+    time: what the directory knew (the balance is not held up by the rank)."""
+    if live is None:
+        return member
+    try:
+        found = live.result(timeout=timeout)
+    except SmaregiNotFound:
+        raise NotRegistered() from None
+    except (SmaregiError, FutureTimeout):
+        return member
+    if found.get("status") in WITHDRAWN:
+        raise NotRegistered()
+    if not member.in_directory:
+        with services.db.transaction() as session:
+            remember(session, contract_id, found)  # e.g. linked by code before the directory knew it
+    return Member(member.smaregi_customer_id, str(found.get("customerCode") or member.code), found.get("rank"))
 
 
 def _movements(transactions: list[dict[str, Any]], ours: dict[str, str], settings: EffectiveSettings) -> list[dict]:

@@ -13,6 +13,7 @@ from ..models import DirectoryMember, LinkState, MemberLink, Shop
 from ..settings import EffectiveSettings, effective_settings
 from ..shops import ensure_shop
 from ..smaregi.client import SmaregiClient
+from ..sync.member_status import UNREGISTERED
 from .errors import NotRegistered, PosUnavailable
 
 
@@ -29,6 +30,7 @@ class Member:
     smaregi_customer_id: str
     code: str
     rank: str | None
+    in_directory: bool = False  # rank and code come from the member directory (kept current by webhooks)
 
 
 def shop_and_settings(db: Database, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
@@ -62,15 +64,23 @@ def forget_settings(shop_domain: str | None = None) -> None:
 
 
 def linked_member(session: Session, contract_id: str, shop_id: int, customer_id: int) -> Member | None:
-    """The member our sync linked to this customer, if any (no call to Smaregi)."""
+    """The member our sync linked to this customer, if any (no call to Smaregi). The code is the
+    member's current one as the directory knows it (what the register scans), else the one we set.
+    A member withdrawn or deleted at the register is nobody's to show: NotRegistered."""
     row = session.execute(
-        select(MemberLink.smaregi_customer_id, MemberLink.member_code, DirectoryMember.rank)
+        select(MemberLink.smaregi_customer_id, MemberLink.member_code, MemberLink.member_status,
+               DirectoryMember.rank, DirectoryMember.customer_code, DirectoryMember.id.label("listed"))
         .outerjoin(DirectoryMember, (DirectoryMember.contract_id == contract_id)
                    & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
         .where(MemberLink.shop_id == shop_id, MemberLink.shopify_customer_id == customer_id,
                MemberLink.smaregi_customer_id.is_not(None),
                MemberLink.state.not_in((LinkState.CONFLICT, LinkState.HELD)))).first()
-    return Member(row.smaregi_customer_id, row.member_code or str(customer_id), row.rank) if row else None
+    if row is None:
+        return None
+    if row.member_status in UNREGISTERED:
+        raise NotRegistered()
+    return Member(row.smaregi_customer_id, row.customer_code or row.member_code or str(customer_id), row.rank,
+                  in_directory=row.listed is not None)
 
 
 def find_member(client: SmaregiClient, customer_id: int, linked: Member | None, deadline: float) -> Member:

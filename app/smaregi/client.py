@@ -222,6 +222,19 @@ class SmaregiClient:
                   "sort": "transactionDateTime:desc"}
         return self._request("GET", "/transactions", params=params, deadline=deadline, background=background)
 
+    def list_point_transactions(self, *, division: str, updated_from: datetime, updated_to: datetime,
+                                page: int = 1, limit: int = 1000,
+                                deadline: float | None = None) -> list[dict[str, Any]]:
+        """The contract's transactions of one division (6 add, 7 subtract, 8 lapse) in a ≤31-day window."""
+        params = {"transaction_head_division": division, "upd_date_time-from": smaregi_time(updated_from),
+                  "upd_date_time-to": smaregi_time(updated_to), "page": page, "limit": limit,
+                  "sort": "transactionHeadId"}
+        return self._request("GET", "/transactions", params=params, deadline=deadline)
+
+    def get_transaction(self, transaction_id: str, *, deadline: float | None = None) -> dict[str, Any]:
+        """One transaction head (`GET /transactions/{id}`): whose it is, after a `pos:transactions` webhook."""
+        return self._request("GET", f"/transactions/{transaction_id}", deadline=deadline)
+
     # -- plumbing --------------------------------------------------------------------------------
     def _request(self, method: str, path: str, *, params: dict | None = None, json: dict | None = None,
                  deadline: float | None = None, background: bool = False) -> Any:

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from ..db import Database
 from ..models import LinkState, MemberLink, Shop, utcnow
+from .member_status import MemberStatus
 
 # What the merchant is shown and can act on.
 PROBLEMS = (LinkState.FAILED, LinkState.CONFLICT, LinkState.HELD)
@@ -25,6 +26,7 @@ class LinkView:
     last_error: str | None
     conflict_candidates: list | None
     updated_at: datetime
+    member_status: str = "active"  # withdrawn / deleted at the register
 
 
 def status_counts(db: Database, shop_id: int | None = None) -> dict[str, int]:
@@ -37,15 +39,17 @@ def status_counts(db: Database, shop_id: int | None = None) -> dict[str, int]:
 
 
 def problems(db: Database, shop_id: int | None = None, limit: int = 200) -> list[LinkView]:
-    """Failed and conflicting links, most recent first, with the reason in plain words."""
+    """Failed and conflicting links, and links whose member was withdrawn or deleted at the
+    register, most recent first, with the reason in plain words."""
     with db.transaction() as session:
         query = (select(MemberLink, Shop.domain).join(Shop, Shop.id == MemberLink.shop_id)
-                 .where(MemberLink.state.in_(PROBLEMS))
+                 .where(or_(MemberLink.state.in_(PROBLEMS), MemberLink.member_status != MemberStatus.ACTIVE.value))
                  .order_by(MemberLink.updated_at.desc()).limit(limit))
         if shop_id is not None:
             query = query.where(MemberLink.shop_id == shop_id)
         return [LinkView(link.id, domain, link.shopify_customer_id, link.smaregi_customer_id, link.member_code,
-                         link.state, link.attempts, link.last_error, link.conflict_candidates, link.updated_at)
+                         link.state, link.attempts, link.last_error, link.conflict_candidates, link.updated_at,
+                         link.member_status)
                 for link, domain in session.execute(query).all()]
 
 

@@ -19,6 +19,7 @@ from ..db import Database
 from ..models import LinkState, MemberLink, Shop, utcnow
 from ..settings import effective_settings
 from .matching import Job, Synced
+from .member_status import MemberStatus
 
 LEASE_S = 120
 MAX_ATTEMPTS = 8
@@ -105,6 +106,8 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
         if link is None:
             return False
         still_current = link.desired_hash == job.desired_hash and link.state == LinkState.PENDING
+        if link.smaregi_customer_id != result.smaregi_customer_id:
+            link.member_status = MemberStatus.ACTIVE.value  # linked to another (found or new) member than the one gone
         link.smaregi_customer_id = result.smaregi_customer_id
         link.member_code = result.member_code
         link.synced_hash = result.synced_hash

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 JOB_LEASE_S = 300
 DIRECTORY_EVERY_S = 300
 IMPORT_PAGES_PER_RUN = 20
+AUDIT_CHECK_EVERY_S = 600  # how often the job looks for due audits (each shop's is daily)
 
 
 def contracts_in_use(services: Services) -> list[str]:
@@ -53,6 +54,13 @@ def cleanup_rate_slots(services: Services) -> float:
     return 60
 
 
+def cleanup_smaregi_events(services: Services) -> float:
+    from . import smaregi_events
+
+    smaregi_events.prune(services)
+    return 3600
+
+
 def sweep_conversions(services: Services) -> float:
     from ..points.saga import sweep
 
@@ -71,6 +79,12 @@ def coupon_expiry(services: Services) -> float:
     from ..points.returns import give_back_expired
 
     return give_back_expired(services)
+def audit_ledgers(services: Services) -> float:
+    """Queued audits (the merchant's button) and each shop's daily one (app/points/audit.py)."""
+    from ..points.audit import run_due as run_audits
+
+    run_audits(services)
+    return AUDIT_CHECK_EVERY_S
 
 
 JOBS: dict[str, Callable[[Services], float]] = {
@@ -79,6 +93,8 @@ JOBS: dict[str, Callable[[Services], float]] = {
     "conversion_sweeper": sweep_conversions,
     "online_earning": online_earning,
     "coupon_expiry": coupon_expiry,
+    "ledger_audit": audit_ledgers,
+    "smaregi_event_cleanup": cleanup_smaregi_events,
 }
 
 

@@ -33,7 +33,7 @@ from ..smaregi.errors import (
     SmaregiUnauthorized,
     SmaregiUnreachable,
 )
-from . import queue, scheduler
+from . import queue, scheduler, smaregi_events
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
 from .matching import Conflict, Held, Job, sync_member
@@ -137,7 +137,7 @@ class Worker:
                 break
             if queue.renew(self.s.db, job, self.name):
                 self.process(job)
-        return len(jobs)
+        return len(jobs) + smaregi_events.drain(self.s, self.name)
 
     def process(self, job: Job) -> None:
         started = time.monotonic()

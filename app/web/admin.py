@@ -7,6 +7,7 @@ from functools import wraps
 from flask import Blueprint, jsonify, request
 
 from .. import merchant
+from ..points import audit
 from ..points.errors import InvalidRequest, NotFound
 from . import services
 
@@ -132,3 +133,32 @@ def review(shop, conversion_id: str):
 @authenticated
 def data_requests(shop):
     return jsonify({"data_requests": merchant.data_requests(services(), shop)})
+
+
+@bp.get("/audit")
+@authenticated
+def audit_overview(shop):
+    return jsonify(audit.overview(services(), shop.shop_id))
+
+
+@bp.post("/audit/run")
+@authenticated
+def audit_run(shop):
+    audit.request_audit(services(), shop.shop_id)
+    return jsonify(audit.overview(services(), shop.shop_id)), 202
+
+
+@bp.post("/audit/findings/<int:finding_id>/fix")
+@authenticated
+def audit_fix(shop, finding_id: int):
+    if not audit.fix(services(), shop.shop_id, finding_id):
+        raise InvalidRequest("No open finding of this shop with a safe fix; check it in Smaregi.")
+    return jsonify({"fixed": True})
+
+
+@bp.post("/audit/findings/<int:finding_id>/dismiss")
+@authenticated
+def audit_dismiss(shop, finding_id: int):
+    if not audit.dismiss(services(), shop.shop_id, finding_id):
+        raise NotFound("No open finding of this shop.")
+    return jsonify({"dismissed": True})

@@ -32,7 +32,8 @@ EN = {
     "save": "Save", "saved": "Saved.", "fix_errors": "Please fix the fields marked above.",
     "retry_all": "Retry all failed", "retry": "Retry", "customer": "Customer", "state": "State", "reason": "Reason",
     "last_tried": "Last tried", "no_problems": "No failed syncs or conflicts.", "link_to": "Link to {code}",
-    "failed": "Failed", "conflict": "Conflict", "synced": "Synced", "pending": "Pending", "paused": "Paused",
+    "failed": "Failed", "conflict": "Conflict", "member_deleted": "Deleted in Smaregi", "member_withdrawn": "Withdrawn in Smaregi",
+    "synced": "Synced", "pending": "Pending", "paused": "Paused",
     "held": "Held", "held_reason": "A store member has this e-mail address, but the customer has not verified it in Shopify, "
                                    "so the store member was not touched. They are linked once the e-mail is verified, or choose the member to link now.",
     "latency": "Webhook → POS, 24 h (p50 / p95)", "conversions_today": "Conversions today", "needs_review": "Needs review",
@@ -54,6 +55,17 @@ EN = {
     "coupon_return_unused": "Unused coupons can be handed back, and expired ones give their points back",
     "earned_online": "Earned online", "taken_back": "Taken back", "given_back": "Given back", "owed": "Owed",
     "pending_points": "Pending", "earning_total": "All customers", "err_earn_trigger": "Choose paid or fulfilled.",
+    "audit": "Ledger audit", "audit_run": "Check now", "audit_never": "Not checked yet.",
+    "audit_help": "Once a day the app checks that every point change it made has its Smaregi transaction and that every linked member still exists with its code. Differences are listed here; nothing is changed unless you choose a fix, and points are never sent again by the audit.",
+    "audit_done": "Last checked {when}: {n} difference(s).", "audit_queued": "Check queued…", "audit_running": "Checking…",
+    "audit_failed": "The last check could not reach Smaregi; it runs again later.", "audit_none": "No differences.",
+    "audit_kind": "Difference", "audit_details": "Details", "dismiss": "Checked: dismiss",
+    "finding_missing_transaction": "The app changed points, but Smaregi has no such transaction",
+    "finding_transaction_other_member": "The transaction is on another member",
+    "finding_member_missing": "The linked member no longer exists in Smaregi",
+    "finding_member_withdrawn": "The linked member was withdrawn in Smaregi",
+    "finding_member_code_changed": "The member code was changed in Smaregi",
+    "fix_adopt_code": "Use the new code", "fix_link_again": "Link the customer again",
 }
 
 JA = {
@@ -85,7 +97,8 @@ JA = {
     "save": "保存", "saved": "保存しました。", "fix_errors": "上の項目を修正してください。",
     "retry_all": "失敗したものをすべて再試行", "retry": "再試行", "customer": "顧客", "state": "状態", "reason": "理由",
     "last_tried": "最終試行", "no_problems": "同期エラーや重複はありません。", "link_to": "{code} とつなぐ",
-    "failed": "失敗", "conflict": "重複", "synced": "同期済み", "pending": "待機中", "paused": "一時停止",
+    "failed": "失敗", "conflict": "重複", "member_deleted": "スマレジで削除", "member_withdrawn": "スマレジで退会",
+    "synced": "同期済み", "pending": "待機中", "paused": "一時停止",
     "held": "保留", "held_reason": "このメールアドレスの店舗会員がいますが、お客様はShopifyでメールアドレスを確認していないため、店舗会員は変更していません。確認されると自動でつながります。今つなぐ場合は会員を選んでください。",
     "latency": "Webhook → POS（24時間、p50 / p95）", "conversions_today": "本日の交換", "needs_review": "要確認",
     "search": "コードまたは顧客で検索", "status": "状態", "when": "日時", "code": "コード", "points": "ポイント",
@@ -105,6 +118,17 @@ JA = {
     "coupon_return_unused": "未使用クーポンの返還と、期限切れクーポンのポイント返還を行う",
     "earned_online": "オンライン付与", "taken_back": "取り消し", "given_back": "返還", "owed": "未回収",
     "pending_points": "付与予定", "earning_total": "全顧客", "err_earn_trigger": "支払い時か発送完了時を選んでください。",
+    "audit": "ポイント台帳の照合", "audit_run": "今すぐ照合", "audit_never": "まだ照合していません。",
+    "audit_help": "1日1回、アプリが行ったポイント変更ごとにスマレジの取引があるか、連携した会員が設定した会員コードのまま存在するかを確認します。差異はここに表示され、修正を選ばない限り何も変更されません。照合でポイントが再送されることはありません。",
+    "audit_done": "最終照合 {when}：差異 {n} 件", "audit_queued": "照合待ち…", "audit_running": "照合中…",
+    "audit_failed": "前回の照合ではスマレジに接続できませんでした。後ほど再実行されます。", "audit_none": "差異はありません。",
+    "audit_kind": "差異", "audit_details": "詳細", "dismiss": "確認済み（閉じる）",
+    "finding_missing_transaction": "アプリがポイントを変更しましたが、スマレジに該当する取引がありません",
+    "finding_transaction_other_member": "取引が別の会員に記録されています",
+    "finding_member_missing": "連携した会員がスマレジに存在しません",
+    "finding_member_withdrawn": "連携した会員がスマレジで退会しています",
+    "finding_member_code_changed": "スマレジで会員コードが変更されています",
+    "fix_adopt_code": "新しいコードを使う", "fix_link_again": "顧客を再連携する",
 }
 
 

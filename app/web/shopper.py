@@ -10,6 +10,7 @@ from ..points import conversion, returns
 from ..points.balance import read_balance
 from ..points.errors import InvalidRequest
 from ..points.member import Shopper
+from ..points.member_card import member_card
 from ..timing import external_time
 from . import services
 
@@ -22,8 +23,9 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
 
     @bp.after_request
     def headers(resp: Response) -> Response:
-        # Per-customer answers: never cached by Shopify, a CDN or the browser.
-        resp.headers["Cache-Control"] = "no-store, private"
+        # Per-customer answers: never cached by Shopify, a CDN or the browser (unless a route says
+        # otherwise for itself, like the member card below).
+        resp.headers.setdefault("Cache-Control", "no-store, private")
         resp.headers.update(extra_headers or {})
         return resp
 
@@ -32,6 +34,16 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
         view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "ja"))
         resp = jsonify(view.payload)
         resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
+        return resp
+
+    @bp.get("/member-card")
+    def card():
+        card = member_card(services(), verified_shopper())
+        resp = Response(status=304) if request.if_none_match.contains(card.etag) else jsonify(card.as_json())
+        resp.set_etag(card.etag)
+        # Kept by this browser only, and revalidated every time: on a shared device the next
+        # customer's request is verified and gets their own card, never the cached one.
+        resp.headers["Cache-Control"] = "private, no-cache"
         return resp
 
     @bp.post("/conversions")

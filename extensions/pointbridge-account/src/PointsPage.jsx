@@ -3,6 +3,7 @@ import '@shopify/ui-extensions/preact';
 import { render } from 'preact';
 import { useState } from 'preact/hooks';
 
+import { MemberCard } from './MemberCard.jsx';
 import { ConversionForm, Coupons, ErrorBanner, History, Summary, useBalance, useShopper } from './Points.jsx';
 
 export default async () => {
@@ -23,6 +24,7 @@ function PointsPage() {
         {balance.loading && !balance.data && <s-skeleton-paragraph />}
         {balance.error && <ErrorBanner error={balance.error} t={t} onRetry={balance.reload} />}
         {balance.data && <Summary data={balance.data} lang={lang} t={t} />}
+        {balance.data && <MemberCard api={api} t={t} />}
       </s-section>
       {balance.data && (
         <s-section heading={t('convertHeading')}>

@@ -34,6 +34,7 @@ export function createApi({ appUrl, getToken, fetchImpl = fetch, locale = 'en' }
   return {
     balance: () => call('GET', `/balance?locale=${encodeURIComponent(locale)}`),
     conversions: () => call('GET', '/conversions'),
+    memberCard: () => call('GET', '/member-card'),
     convert: (points, idempotencyKey) =>
       call('POST', '/conversions', { points, idempotency_key: idempotencyKey }),
     handBack: (conversionId) => call('POST', `/conversions/${encodeURIComponent(conversionId)}/return`),

@@ -37,6 +37,17 @@ describe('loading data from the app', () => {
     expect([init.method, init.body]).toEqual(['POST', undefined]);
   });
 
+  it('reads the member card with the session token (images there cannot send it)', async () => {
+    const card = { member: { code: '8840734670934' }, barcode: { data_uri: 'data:image/svg+xml;base64,PHN2Zy8+' } };
+    const fetchImpl = vi.fn(() => reply(200, card));
+    const api = createApi({ appUrl: 'https://app.example', getToken: async () => 'tok-2', fetchImpl });
+    expect(await api.memberCard()).toEqual({ ok: true, status: 200, data: card });
+    const [url, init] = fetchImpl.mock.calls[0];
+    expect(url).toBe('https://app.example/customer-account/member-card');
+    expect(init.method).toBe('GET');
+    expect(init.headers.Authorization).toBe('Bearer tok-2');
+  });
+
   it('passes the contract error through, and says when no answer came', async () => {
     const failing = createApi({ appUrl: 'https://a', getToken: async () => 't',
       fetchImpl: () => reply(503, { error: { code: 'pos_unavailable', message: 'down' } }) });

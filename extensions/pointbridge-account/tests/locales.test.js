@@ -12,7 +12,7 @@ describe('translations', () => {
   });
 
   it('defines every key the views use', () => {
-    const source = ['Points.jsx', 'PointsPage.jsx', 'ProfileBlock.jsx']
+    const source = ['Points.jsx', 'PointsPage.jsx', 'ProfileBlock.jsx', 'MemberCard.jsx']
       .map((f) => readFileSync(new URL(`../src/${f}`, import.meta.url), 'utf8')).join('\n');
     const used = [...source.matchAll(/\bt\('([\w.]+)'/g)].map((m) => m[1]);
     const keys = new Set(flatten(load('en.default.json')));
