@@ -12,8 +12,8 @@ from app.config import load_config
 from app.models import BalanceSnapshot, DataRequest, DirectoryMember, MemberLink, SmaregiContract
 from app.services import Services
 from app.sync import directory
-from app.webhooks.dispatch import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, make_env
 from .helpers import customer, deliver, proxy_url

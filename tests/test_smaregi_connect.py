@@ -97,8 +97,8 @@ def test_a_contract_held_by_another_shop_is_bound_only_through_its_own_sign_in(c
 def test_switching_contracts_matches_every_member_again_in_the_new_one(client, services, smaregi_em):
     from app.models import MemberLink
     from app.sync import directory
-    from app.webhooks.dispatch import Delivery, record
     from app.sync.worker import Worker
+    from app.webhooks.dispatch import Delivery, record
 
     from .helpers import customer
 

@@ -26,7 +26,6 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.config import load_config
 from app.dev.shopify_emulator import ShopifyEmulator
 from app.dev.smaregi_emulator import SmaregiEmulator
