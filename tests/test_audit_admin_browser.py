@@ -10,7 +10,7 @@ from app.dev.signing import app_home_id_token
 from app.models import MemberLink
 from app.points import audit
 from app.sync import directory
-from app.sync.intake import Delivery, record
+from app.webhooks.dispatch import Delivery, record
 from app.sync.worker import Worker
 
 from .conftest import CONTRACT, SHOP, serving

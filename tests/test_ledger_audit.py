@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from app.dev.signing import app_home_id_token
-from app.models import AuditFinding, AuditRun, MemberLink, Shop, utcnow
+from app.models import AuditFinding, AuditRun, MemberLink, PointMovement, Shop, utcnow
 from app.points import audit
 from app.sync import scheduler
 from app.sync.worker import Worker
@@ -25,6 +25,8 @@ def given(services, smaregi_em, shopify_em):
     resp = g.convert(500)
     assert resp.status_code == 201 and resp.json["conversion"]["status"] == "completed"
     g.conversion_id = resp.json["conversion"]["id"]
+    with services.db.transaction() as s:  # the ledger's entry for the conversion's deduction
+        g.movement_id = s.scalar(select(PointMovement.id).where(PointMovement.conversion_id == g.conversion_id))
     return g
 
 
@@ -63,13 +65,13 @@ def test_a_movement_whose_transaction_is_missing_is_reported_and_nothing_is_rese
     assert run(services).differences == 1
     [finding] = audit.overview(services, shop_id(services))["findings"]
     assert finding["kind"] == "missing_transaction" and finding["fix"] is None
-    assert finding["details"]["movement"] == f"conversion:{given.conversion_id}"
+    assert finding["details"]["movement"] == f"movement:{given.movement_id}"
     assert finding["details"]["points"] == -500 and finding["details"]["missing_transaction_ids"] == sorted(ours)
     assert finding["customer_id"] == TARO
     assert not audit.fix(services, shop_id(services), finding["id"])  # never re-sent automatically
     assert em.stats["point_changes_received"] == sent_before and given.balance() == balance_before
     run(services)  # seen again: still one open finding, not two
-    assert open_findings(services) == [("missing_transaction", f"conversion:{given.conversion_id}")]
+    assert open_findings(services) == [("missing_transaction", f"movement:{given.movement_id}")]
     assert audit.dismiss(services, shop_id(services), finding["id"])
     run(services)
     assert open_findings(services) == []  # the merchant checked it: dismissed stays dismissed

@@ -22,10 +22,11 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..models import AuditFinding, AuditRun, Conversion, MemberLink, Shop, utcnow
+from ..models import AuditFinding, AuditRun, MemberLink, Shop, utcnow
 from ..services import Services
 from ..settings import effective_settings
 from ..sync import directory, scheduler
+from . import movements
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +67,11 @@ class AppliedMovement:
 
 
 def applied_movements(session: Session, shop_id: int, since: datetime) -> list[AppliedMovement]:
-    """The point movements the app's ledger says it applied in Smaregi for a shop since `since`.
-
-    Today the ledger is the conversions table (a deduction landed once a conversion reached
-    `deducted`); the point-movement ledger replaces this one function."""
-    rows = session.scalars(select(Conversion).where(
-        Conversion.shop_id == shop_id, Conversion.created_at >= since,
-        Conversion.status.in_(("deducted", "completed")))).all()
-    return [AppliedMovement(f"conversion:{c.id}", c.shopify_customer_id, c.smaregi_customer_id, -c.points,
-                            tuple(str(t) for t in c.smaregi_transaction_ids or ()), c.created_at) for c in rows]
+    """The point changes the app's ledger (app/points/movements.py) says it applied in Smaregi since
+    `since`. A movement that sent nothing (all of it owed) has no transaction to look for."""
+    return [AppliedMovement(f"movement:{m.id}", m.shopify_customer_id, m.smaregi_customer_id, m.sent_points,
+                            (m.smaregi_transaction_id,) if m.smaregi_transaction_id else (), m.applied_at)
+            for m in movements.applied_movements(session, shop_id, since=since) if m.sent_points]
 
 
 @dataclass(frozen=True)

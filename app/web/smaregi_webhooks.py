@@ -9,9 +9,10 @@ import json
 
 from flask import Blueprint, jsonify, request
 
+from ..points.errors import InvalidRequest, NotFound
+from ..shopify.verify import InvalidSignature
 from ..sync import smaregi_events
 from . import services
-from .errors import error_response
 
 bp = Blueprint("smaregi_webhooks", __name__)
 
@@ -23,12 +24,12 @@ def receive():
     s = services()
     secret = s.config.smaregi_webhook_secret
     if not secret:
-        return error_response("not_found", 404, "Smaregi webhooks are not configured (SMAREGI_WEBHOOK_SECRET).")
+        raise NotFound("Smaregi webhooks are not configured (SMAREGI_WEBHOOK_SECRET).")
     if not smaregi_events.secret_matches(request.headers.get(SECRET_HEADER), secret):
-        return error_response("invalid_signature", 401, "The request could not be verified.")
+        raise InvalidSignature("smaregi_secret_mismatch")
     try:
         payload = json.loads(request.get_data(cache=False) or b"null")
         delivery = smaregi_events.parse(request.headers, payload)
     except (ValueError, smaregi_events.MalformedEvent) as exc:
-        return error_response("invalid_request", 400, str(exc)[:200])
+        raise InvalidRequest(str(exc)[:200]) from None
     return jsonify({"status": smaregi_events.record(s.db, s.config, delivery)})
