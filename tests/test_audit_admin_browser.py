@@ -10,8 +10,8 @@ from app.dev.signing import app_home_id_token
 from app.models import MemberLink
 from app.points import audit
 from app.sync import directory
-from app.webhooks.dispatch import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer

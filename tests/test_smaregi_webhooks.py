@@ -14,8 +14,8 @@ from app import create_app
 from app.dev.signing import app_home_id_token, customer_account_token, proxy_params, proxy_query, webhook_hmac
 from app.models import BalanceSnapshot, DirectoryMember, MemberLink, SmaregiEvent
 from app.sync import directory
-from app.webhooks.dispatch import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer, proxy_url
