@@ -31,6 +31,7 @@ from ..smaregi.errors import (
     SmaregiUnreachable,
 )
 from . import queue, scheduler
+from .customer_import import Importer
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
 from .matching import Conflict, Job, sync_member
@@ -73,6 +74,7 @@ class Worker:
         self.s = services
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._last_resume = 0.0
+        self.imports = Importer(services, self.name, self.process)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -81,7 +83,7 @@ class Worker:
         try:
             while not stop.is_set():
                 self.housekeeping()
-                if self.drain() == 0:
+                if self.drain() == 0 and not self.imports.step():  # live syncs first, then an import step
                     if listener:
                         listener.wait(POLL_S * 4)
                     else:
@@ -105,7 +107,8 @@ class Worker:
                 self.process(job)
         return len(jobs)
 
-    def process(self, job: Job) -> None:
+    def process(self, job: Job) -> str | None:
+        """Sync one member; returns what happened (Synced.action, "conflict"), None on failure."""
         started = time.monotonic()
         client = self.s.smaregi.contract(job.settings.contract_id)
         try:
@@ -113,19 +116,20 @@ class Worker:
         except Conflict as exc:
             queue.conflict(self.s.db, job, self.name, exc.candidates)
             log.warning("sync.conflict", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
-            return
+            return "conflict"
         except Exception as exc:
             failure = describe(exc)
             queue.fail(self.s.db, job, self.name, failure)
             log.warning("sync.failed", extra={"link_id": job.link_id, "error": type(exc).__name__,
                                               "retryable": failure.retryable, "status": getattr(exc, "status", None)})
-            return
+            return None
         if queue.complete(self.s.db, job, self.name, result):
             log.info("sync.done", extra={"link_id": job.link_id, "action": result.action,
                                          "smaregi_customer_id": result.smaregi_customer_id,
                                          "ms": round((time.monotonic() - started) * 1000)})
-        else:
-            log.warning("sync.lease_lost", extra={"link_id": job.link_id, "worker": self.name})
+            return result.action
+        log.warning("sync.lease_lost", extra={"link_id": job.link_id, "worker": self.name})
+        return None
 
 
 def resume_paused(services: Services) -> int:

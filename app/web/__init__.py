@@ -11,7 +11,7 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, app_home, customer_account, health, proxy, webhooks
+    from . import admin, app_home, bulk_callbacks, customer_account, health, proxy, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(customer_account.bp)
@@ -19,3 +19,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(proxy.bp)
     app.register_blueprint(app_home.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(bulk_callbacks.bp)

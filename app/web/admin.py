@@ -7,6 +7,7 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request
 
 from .. import merchant
+from ..sync import customer_import
 from ..shopify.verify import InvalidSignature
 from . import services
 from .app_home import PATCH_ID_TOKEN_PATH
@@ -122,3 +123,29 @@ def review(shop, conversion_id: str):
 @authenticated
 def data_requests(shop):
     return jsonify({"data_requests": merchant.data_requests(services(), shop)})
+
+
+@bp.get("/import")
+@authenticated
+def import_status(shop):
+    return jsonify(_import_json(shop))
+
+
+@bp.post("/import")
+@authenticated
+def import_start(shop):
+    customer_import.start(services().db, shop.shop_id)
+    return jsonify(_import_json(shop)), 202
+
+
+@bp.post("/import/cancel")
+@authenticated
+def import_cancel(shop):
+    customer_import.cancel(services().db, shop.shop_id)
+    return jsonify(_import_json(shop))
+
+
+def _import_json(shop) -> dict:
+    db = services().db
+    return {"import": customer_import.status(db, shop.shop_id).admin_json(),
+            "held": customer_import.held_customers(db, shop.shop_id)}
