@@ -86,3 +86,187 @@ def test_a_thousand_customers_become_the_right_members_once(world):
     stats = world.smaregi.stats
     assert stats["bulk_requests"] >= 10 and stats["bulk_members"] >= 919 + 50
     assert sum(stats["writes_by_second"].values()) < 150  # bulk, not 1,000 single writes
+
+
+def new_customers(world, n, start=BASE):
+    ids = [start + i for i in range(n)]
+    for cid in ids:
+        world.customer(cid, email=f"c{cid}@example.com", last="田中", first=f"n{cid % 1000}")
+    return ids
+
+
+def ready(world):
+    world.install()
+    world.directory_ready()
+
+
+def assert_once_each(world, ids):
+    codes = Counter(m["customerCode"] for m in world.members())
+    assert all(codes[str(cid)] == 1 for cid in ids), [cid for cid in ids if codes[str(cid)] != 1][:5]
+    assert max(codes.values()) == 1
+
+
+def test_a_customer_who_changes_during_the_import_ends_with_the_newest_state(world):
+    from .helpers import customer as webhook_payload
+    from .test_member_sync import queue_customer
+
+    ready(world)
+    ids = new_customers(world, 400)
+    early, late = ids[0], ids[-1]
+    # A webhook newer than the export arrives before the import reads that customer's line.
+    queue_customer(world.services, {**webhook_payload(ids[200], last="新姓", first="早い", email=None),
+                                    "updated_at": "2026-11-05T00:00:00Z"})
+    customer_import.start(world.services.db, world.shop_id)
+    world.run(until=lambda: world.status().created >= 100)
+    # Mid-import: one customer already created, one not reached yet, both change in Shopify.
+    queue_customer(world.services, {**webhook_payload(early, last="更新", first="済み", email=None),
+                                    "updated_at": "2026-11-06T00:00:00Z"})
+    queue_customer(world.services, {**webhook_payload(late, last="更新", first="未着", email=None),
+                                    "updated_at": "2026-11-06T00:00:00Z"})
+    # An old delivery arriving late changes nothing.
+    queue_customer(world.services, {**webhook_payload(late, last="古い", first="古い", email=None),
+                                    "updated_at": "2026-10-01T00:00:00Z"})
+    final = world.run()
+    for _ in range(5):
+        from app.sync.worker import Worker
+
+        Worker(world.services, "after").drain()
+    assert final.state == "done" and final.counted == 400 and final.created + final.linked == 400
+    em = world.smaregi
+    assert (em.member_by_code(CONTRACT, str(early))["lastName"], em.member_by_code(CONTRACT, str(early))["firstName"]) \
+        == ("更新", "済み")
+    assert em.member_by_code(CONTRACT, str(late))["firstName"] == "未着"
+    assert em.member_by_code(CONTRACT, str(ids[200]))["firstName"] == "早い"
+    assert all(link.state == "synced" for link in world.links().values())
+    assert_once_each(world, ids)
+
+
+def test_a_live_webhook_during_the_import_is_synced_at_once(world):
+    import time
+
+    from .helpers import customer as webhook_payload
+    from .test_member_sync import queue_customer
+
+    ready(world)
+    world.smaregi.bulk_delay_s = 0.5  # a slow Smaregi keeps the import running
+    new_customers(world, 600)
+    customer_import.start(world.services.db, world.shop_id)
+    world.run(until=lambda: world.status().phase == "match")
+    queue_customer(world.services, webhook_payload(9_100_000_000_001, email="live@example.com"))
+    queued = time.monotonic()
+    world.run(until=lambda: world.links()[9_100_000_000_001].state == "synced")
+    assert time.monotonic() - queued < 10
+    assert world.status().state == "running"  # it did not wait for the import
+    assert world.run().state == "done"
+
+
+@pytest.mark.parametrize("fault", ["lost_callback", "partial", "failed"])
+def test_a_lost_partial_or_failed_bulk_result_is_rechecked_and_nothing_is_lost(world, fault, monkeypatch):
+    monkeypatch.setattr(customer_import, "CALLBACK_WAIT_S", 1.0)
+    ready(world)
+    ids = new_customers(world, 250)
+    world.smaregi.add_bulk_fault(fault)  # every bulk request
+    customer_import.start(world.services.db, world.shop_id)
+    final = world.run()
+    assert final.contract_json() == {"state": "done", "counted": 250, "linked": 0, "created": 250, "held": 0,
+                                     "failed": 0}
+    assert_once_each(world, ids)
+    assert all(link.state == "synced" for link in world.links().values())
+    if fault == "lost_callback":
+        assert world.smaregi.stats["callbacks_sent"] == 0
+
+
+def test_a_forged_callback_records_nothing_smaregi_did_not_do(world, monkeypatch):
+    """The callback is unsigned: even with the right token, only what we read back counts."""
+    import requests
+    from sqlalchemy import select
+
+    from app.models import ImportBatch
+
+    ready(world)
+    ids = new_customers(world, 30)
+    world.smaregi.add_bulk_fault("failed", count=1)
+    world.smaregi.add_bulk_fault("lost_callback")
+    sent = []
+    real = world.services.smaregi.contract(CONTRACT).__class__.bulk_create_customers
+
+    def spy(self, members, url, **kw):
+        sent.append(url)
+        return real(self, members, url, **kw)
+
+    monkeypatch.setattr(world.services.smaregi.contract(CONTRACT).__class__, "bulk_create_customers", spy)
+    customer_import.start(world.services.db, world.shop_id)
+    world.run(until=lambda: bool(sent))
+    forged = requests.post(sent[0], json={"requestId": 1, "result": [{"customerCode": str(c), "status": "success"}
+                                                                    for c in ids]}, timeout=5)
+    assert forged.status_code == 200  # a hint…
+    final = world.run()
+    assert final.created == 30 and final.failed == 0  # …that was checked: each was then created on its own
+    assert_once_each(world, ids)
+    with world.services.db.transaction() as s:
+        assert all(b.state == "resolved" for b in s.scalars(select(ImportBatch)))
+
+
+def test_cancel_stops_cleanly_and_a_new_import_finishes_the_rest(world):
+    import time
+
+    ready(world)
+    ids = new_customers(world, 1500)
+    world.smaregi.bulk_delay_s = 0.3
+    customer_import.start(world.services.db, world.shop_id)
+    world.run(until=lambda: world.status().created >= 100)
+    assert customer_import.cancel(world.services.db, world.shop_id)
+    stopped = world.status()
+    assert stopped.state == "cancelled"
+    time.sleep(1.0)  # requests Smaregi had already accepted finish
+    writes = sum(world.smaregi.stats["writes_by_second"].values())
+    from app.sync.worker import Worker
+
+    worker = Worker(world.services, "after-cancel")
+    for _ in range(20):
+        worker.drain()
+        worker.imports.step()
+    assert sum(world.smaregi.stats["writes_by_second"].values()) == writes  # nothing more was sent
+    assert world.status().contract_json() == stopped.contract_json()
+    links = world.links()
+    unreached = [cid for cid in ids if cid in links and links[cid].smaregi_customer_id is None]
+    assert all(links[cid].next_attempt_at is not None for cid in unreached)  # back in the live queue…
+    assert len(links) < 1500  # …and the links it made only for itself are gone
+
+    again, new = customer_import.start(world.services.db, world.shop_id)
+    assert new and again.id != stopped.id
+    final = world.run(worker)
+    assert final.state == "done" and final.counted == 1500 and final.failed == 0
+    for _ in range(5):
+        worker.drain()
+    assert_once_each(world, ids)
+
+
+def test_one_import_per_shop_at_a_time(world):
+    ready(world)
+    first, new = customer_import.start(world.services.db, world.shop_id)
+    second, again = customer_import.start(world.services.db, world.shop_id)
+    assert new and not again and second.id == first.id and second.state == "queued"
+
+
+def test_without_a_shopify_token_the_import_fails_with_a_reason(world):
+    world.directory_ready()
+    customer_import.start(world.services.db, world.shop_id if world.shop_id else _shop(world))
+    final = world.run()
+    assert final.state == "failed" and "offline token" in final.reason
+    assert world.members() == []
+
+
+def _shop(world):
+    from app.merchant import admin_shop
+
+    return admin_shop(world.services, SHOP).shop_id
+
+
+def test_a_failed_shopify_export_fails_the_import_with_a_reason(world):
+    ready(world)
+    new_customers(world, 5)
+    world.shopify.bulk_failures = 1
+    customer_import.start(world.services.db, world.shop_id)
+    final = world.run()
+    assert final.state == "failed" and "FAILED" in final.reason and world.members() == []
