@@ -63,7 +63,7 @@ def test_a_thousand_customers_become_the_right_members_once(world):
                                      "failed": 0}
     members = world.members()
     codes = Counter(m["customerCode"] for m in members)
-    assert max(codes.values()) == 1  # no duplicate
+    assert max(codes.values()) == 1 and world.smaregi.stats["duplicate_codes"] == 0  # no duplicate
     assert len(members) == 82 + 919
     links = world.links()
     for cid in ids:
@@ -100,10 +100,12 @@ def ready(world):
     world.directory_ready()
 
 
-def assert_once_each(world, ids):
+def assert_once_each(world, ids, allow_refused=False):
     codes = Counter(m["customerCode"] for m in world.members())
     assert all(codes[str(cid)] == 1 for cid in ids), [cid for cid in ids if codes[str(cid)] != 1][:5]
     assert max(codes.values()) == 1
+    if not allow_refused:
+        assert world.smaregi.stats["duplicate_codes"] == 0  # not even attempted twice
 
 
 def test_a_customer_who_changes_during_the_import_ends_with_the_newest_state(world):
@@ -138,7 +140,8 @@ def test_a_customer_who_changes_during_the_import_ends_with_the_newest_state(wor
     assert em.member_by_code(CONTRACT, str(late))["firstName"] == "未着"
     assert em.member_by_code(CONTRACT, str(ids[200]))["firstName"] == "早い"
     assert all(link.state == "synced" for link in world.links().values())
-    assert_once_each(world, ids)
+    # A webhook racing a bulk request already sent may make Smaregi refuse the second create: harmless.
+    assert_once_each(world, ids, allow_refused=True)
 
 
 def test_a_live_webhook_during_the_import_is_synced_at_once(world):

@@ -128,7 +128,7 @@ class SmaregiEmulator:
     def reset_stats(self) -> None:
         with self.lock:
             self.stats = {"requests": 0, "token_requests": 0, "rate_limited": 0, "writes_by_second": {},
-                          "point_changes_received": 0, "bulk_requests": 0, "bulk_members": 0,
+                          "point_changes_received": 0, "duplicate_codes": 0, "bulk_requests": 0, "bulk_members": 0,
                           "callbacks_sent": 0}
 
     def now(self) -> datetime:
@@ -299,6 +299,7 @@ class SmaregiEmulator:
                     raise Problem(400, "Bad Request", f"[{name}] 日付の形式が正しくありません") from None
         code = fields.get("customerCode")
         if code and any(m["customerCode"] == code and m["customerId"] != current_id for m in c.customers.values()):
+            self.stats["duplicate_codes"] += 1  # someone tried to create or recode a member twice
             raise Problem(400, "Bad Request", "[customerCode] 会員コードが重複しています")
 
     def _create(self, c: Contract, fields: dict[str, Any]) -> dict[str, Any]:

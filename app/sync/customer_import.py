@@ -453,8 +453,12 @@ class Importer:
             for row in rows:
                 link = links.get(row.link_id)
                 code = str(row.shopify_customer_id)
-                if link is None or link.desired is None or (kind == "update" and code not in coded):
-                    row.outcome = Outcome.SINGLE.value if link is not None else Outcome.FAILED.value
+                if link is None or link.desired is None:
+                    row.outcome = Outcome.FAILED.value
+                    continue
+                if link.next_attempt_at is not None or link.smaregi_customer_id or (
+                        kind == "update" and code not in coded):
+                    row.outcome = Outcome.SINGLE.value  # a webhook came meanwhile: the live rules take it
                     continue
                 fields = smaregi_fields(link.desired, settings.blank_name_placeholder)
                 row.outcome, row.batch_id = Outcome.BULK.value, batch.id
@@ -668,14 +672,16 @@ def _classify_one(session: Session, contract_id: str, settings, link: MemberLink
 
 def _record(session: Session, row: ImportCustomer, member: DirectoryMember) -> None:
     """A bulk write we confirmed by reading it back. If the customer changed since we sent it, the
-    link stays due, so the live sync writes the newer state after ours."""
+    link becomes due: the live sync then writes the newer state over ours (which Smaregi may have
+    applied after a live write)."""
     now = utcnow()
     current = MemberLink.desired_hash == row.desired_hash
     session.execute(update(MemberLink).where(
         MemberLink.id == row.link_id, or_(MemberLink.leased_until.is_(None), MemberLink.leased_until < now))
         .values(smaregi_customer_id=member.smaregi_customer_id, member_code=member.customer_code,
                 synced_hash=row.sent_hash, attempts=0, last_error=None, conflict_candidates=None,
-                state=case((and_(current, MemberLink.state == "pending"), "synced"), else_=MemberLink.state),
+                state=case((current, case((MemberLink.state == "pending", "synced"), else_=MemberLink.state)),
+                           else_="pending"),
                 synced_at=now, next_attempt_at=case((current, MemberLink.next_attempt_at), else_=now)))
 
 
