@@ -177,9 +177,9 @@ def import_status(shop: str, as_json: bool) -> None:
     """The shop's latest import."""
     import json
 
+    from .shopify.transport import shop_domain
     from .sync import customer_import
     from .sync.operations import shop_id_for
-    from .shopify.transport import shop_domain
 
     s = _services()
     shop_id = shop_id_for(s.db, shop_domain(shop))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
@@ -20,7 +20,7 @@ from app.sync.worker import Worker
 from .conftest import CONTRACT, SHOP
 
 FINAL = {"done", "failed", "cancelled"}
-T0 = datetime(2026, 11, 1, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
 
 
 def free_port() -> int:

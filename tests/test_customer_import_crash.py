@@ -12,7 +12,7 @@ import pytest
 
 from app.sync import customer_import
 
-from .conftest import CONTRACT, ROOT, make_env
+from .conftest import ROOT, make_env
 from .import_support import make_world
 from .test_customer_import import new_customers
 
@@ -45,7 +45,7 @@ def test_a_killed_worker_s_import_is_resumed_by_the_next_and_nothing_is_done_twi
     world.smaregi_url, world.shopify_url = smaregi_em[1], shopify_em[1]
     world.install()
     world.directory_ready()
-    ids = new_customers(world, 2000)
+    new_customers(world, 2000)
     world.smaregi.bulk_delay_s = 0.3
     customer_import.start(world.services.db, world.shop_id)
 
@@ -60,7 +60,8 @@ def test_a_killed_worker_s_import_is_resumed_by_the_next_and_nothing_is_done_twi
         second = start_worker(world, pg_url, tmp_path / "worker.log")
         restarted = time.monotonic()
         try:
-            assert wait_for(lambda: world.status().created > at_kill.created, 120), (tmp_path / "worker.log").read_text()[-3000:]
+            log = tmp_path / "worker.log"
+            assert wait_for(lambda: world.status().created > at_kill.created, 120), log.read_text()[-3000:]
             resumed_after = time.monotonic() - restarted
             assert wait_for(lambda: world.status().state == "done", 240), world.status()
         finally:

@@ -101,6 +101,7 @@ class Contract:
     points: dict[str, dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     required_columns: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)  # customerCode → customerId (uniqueness at 50,000 members)
     next_customer_id: int = 1
     next_transaction_id: int = 1000
 
@@ -216,6 +217,7 @@ class SmaregiEmulator:
                         self._validate(c, fields, creating=False, current_id=member["customerId"])
                         member.update(fields)
                         member["updDateTime"] = self.stamp()
+                        c.codes[member["customerCode"]] = member["customerId"]
                     result.append({"customerId": member["customerId"], "customerCode": member["customerCode"],
                                    "status": "success"})
                 except Problem as exc:
@@ -298,7 +300,8 @@ class SmaregiEmulator:
                 except ValueError:
                     raise Problem(400, "Bad Request", f"[{name}] 日付の形式が正しくありません") from None
         code = fields.get("customerCode")
-        if code and any(m["customerCode"] == code and m["customerId"] != current_id for m in c.customers.values()):
+        owner = c.codes.get(code) if code else None
+        if owner is not None and owner != current_id and c.customers.get(owner, {}).get("customerCode") == code:
             self.stats["duplicate_codes"] += 1  # someone tried to create or recode a member twice
             raise Problem(400, "Bad Request", "[customerCode] 会員コードが重複しています")
 
@@ -311,6 +314,7 @@ class SmaregiEmulator:
         member.update(fields)
         member.update({"customerId": customer_id, "insDateTime": self.stamp(), "updDateTime": self.stamp()})
         c.customers[customer_id] = member
+        c.codes[member["customerCode"]] = customer_id
         c.points.setdefault(customer_id, {"point": 0, "mile": 0, "pointExpireDate": None,
                                           "insDateTime": self.stamp(), "updDateTime": self.stamp()})
         return member
@@ -453,6 +457,9 @@ class SmaregiEmulator:
             start, end = window(required=False)
             with em.lock:
                 rows = list(c.customers.values())
+                if "customer_code" in request.args:  # the code index, not a scan of every member
+                    owner = c.codes.get(request.args["customer_code"])
+                    rows = [c.customers[owner]] if owner in c.customers else []
                 for name in ("customer_code", "customer_no"):
                     if name in request.args:
                         key = "customerCode" if name == "customer_code" else "customerNo"
@@ -486,6 +493,7 @@ class SmaregiEmulator:
                 em._validate(c, fields, creating=False, current_id=customer_id)
                 c.customers[customer_id].update(fields)
                 c.customers[customer_id]["updDateTime"] = em.stamp()
+                c.codes[c.customers[customer_id]["customerCode"]] = customer_id
                 return jsonify(dict(c.customers[customer_id]))
 
         @app.delete("/<contract_id>/pos/customers/<customer_id>")

@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -77,7 +77,7 @@ STEP_BUDGET_S = 20.0
 DIRECTORY_MAX_AGE = timedelta(seconds=60)
 
 
-class ImportState(str, Enum):
+class ImportState(StrEnum):
     NONE = "none"
     QUEUED = "queued"
     RUNNING = "running"
@@ -86,13 +86,13 @@ class ImportState(str, Enum):
     CANCELLED = "cancelled"
 
 
-class ImportPhase(str, Enum):
+class ImportPhase(StrEnum):
     EXPORT = "export"
     READ = "read"
     MATCH = "match"
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     NEW = "new"  # read, not matched yet
     TO_CREATE = "to_create"  # waiting for a bulk create
     TO_UPDATE = "to_update"  # waiting for a bulk update (their id is a member's code)
@@ -373,8 +373,7 @@ class Importer:
                     **({"phase": ImportPhase.MATCH.value, "matching_started_at": utcnow()} if finished else {})))
                 if moved.rowcount != 1:
                     raise _NoLongerOurs
-                for offset, node in enumerate(chunk):
-                    _stage(session, claimed, settings.syncable, claimed.lines_read + offset, node)
+                _stage(session, claimed, settings.syncable, claimed.lines_read, chunk)
         except _NoLongerOurs:  # cancelled, or taken over: nothing of this chunk is kept
             self._reader = None
             return False
@@ -406,20 +405,32 @@ class Importer:
     def _classify(self, claimed: _Claimed, settings, contract_id: str) -> bool:
         """Decide, from our own tables only, which customers can go in bulk."""
         with self.s.db.transaction() as session:
-            rows = session.scalars(select(ImportCustomer).where(
+            rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id).where(
                 ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == Outcome.NEW.value)
                 .order_by(ImportCustomer.line).limit(CLASSIFY_CHUNK)).all()
             if not rows:
                 return False
             links = {link.id: link for link in session.scalars(select(MemberLink).where(
-                MemberLink.id.in_([r.link_id for r in rows])))}
+                MemberLink.id.in_([link_id for _, link_id in rows])))}
             coded = set(session.scalars(select(DirectoryMember.customer_code).where(
                 DirectoryMember.contract_id == contract_id,
-                DirectoryMember.customer_code.in_([str(r.shopify_customer_id) for r in rows]))))
+                DirectoryMember.customer_code.in_([str(cid) for cid, _ in rows]))))
+            fields = {link_id: smaregi_fields(link.desired, settings.blank_name_placeholder)
+                      for link_id, link in links.items() if link.desired is not None}
+            store_members = directory.candidates_by_emails(session, contract_id,
+                                                           [f.get("mailAddress") for f in fields.values()])
             now = utcnow()
-            for row in rows:
-                row.outcome = _classify_one(session, contract_id, settings, links.get(row.link_id),
-                                            str(row.shopify_customer_id) in coded, now).value
+            decided: dict[Outcome, list[int]] = {}
+            for cid, link_id in rows:
+                link = links.get(link_id)
+                email = normalize_email(fields[link_id].get("mailAddress")) if link_id in fields else None
+                outcome = _classify_one(link, fields.get(link_id), str(cid) in coded,
+                                        bool(store_members.get(email)), now)
+                decided.setdefault(outcome, []).append(cid)
+            for outcome, cids in decided.items():
+                session.execute(update(ImportCustomer).where(
+                    ImportCustomer.import_id == claimed.id, ImportCustomer.shopify_customer_id.in_(cids))
+                    .values(outcome=outcome.value).execution_options(synchronize_session=False))
         return True
 
     def _send(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
@@ -431,8 +442,8 @@ class Importer:
                 return False
             matching_left = session.scalar(select(func.count()).where(
                 ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == Outcome.NEW.value))
-            for outcome, kind in ((Outcome.TO_CREATE, "create"), (Outcome.TO_UPDATE, "update")):
-                rows = session.scalars(select(ImportCustomer).where(
+            for outcome, kind in ((Outcome.TO_CREATE, "create"), (Outcome.TO_UPDATE, "update")):  # noqa: B007
+                rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id).where(
                     ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == outcome.value)
                     .order_by(ImportCustomer.line).limit(BULK_MAX)).all()
                 if rows and (len(rows) == BULK_MAX or not matching_left):
@@ -440,31 +451,35 @@ class Importer:
             else:
                 return False
             links = {link.id: link for link in session.scalars(select(MemberLink).where(
-                MemberLink.id.in_([r.link_id for r in rows])))}
-            coded = {d.customer_code: d.smaregi_customer_id for d in session.scalars(select(DirectoryMember).where(
-                DirectoryMember.contract_id == client.contract_id,
-                DirectoryMember.customer_code.in_([str(r.shopify_customer_id) for r in rows])))}
+                MemberLink.id.in_([link_id for _, link_id in rows])))}
+            coded = dict(session.execute(select(DirectoryMember.customer_code, DirectoryMember.smaregi_customer_id)
+                                         .where(DirectoryMember.contract_id == client.contract_id,
+                                                DirectoryMember.customer_code.in_([str(c) for c, _ in rows]))).all())
             token = secrets.token_urlsafe(32)
             batch = ImportBatch(import_id=claimed.id, kind=kind, token_hash=_token_hash(token), state="sent",
                                 sent_at=utcnow())
             session.add(batch)
             session.flush()
-            members = []
-            for row in rows:
-                link = links.get(row.link_id)
-                code = str(row.shopify_customer_id)
+            members, changes = [], []
+            for cid, link_id in rows:
+                link = links.get(link_id)
+                code = str(cid)
+                change = {"b_cid": cid, "b_outcome": Outcome.BULK.value, "b_batch": batch.id, "b_dh": None,
+                          "b_sh": None}
+                changes.append(change)
                 if link is None or link.desired is None:
-                    row.outcome = Outcome.FAILED.value
+                    change.update(b_outcome=Outcome.FAILED.value, b_batch=None)
                     continue
                 if link.next_attempt_at is not None or link.smaregi_customer_id or (
                         kind == "update" and code not in coded):
-                    row.outcome = Outcome.SINGLE.value  # a webhook came meanwhile: the live rules take it
+                    # a webhook came meanwhile: the live rules take it
+                    change.update(b_outcome=Outcome.SINGLE.value, b_batch=None)
                     continue
                 fields = smaregi_fields(link.desired, settings.blank_name_placeholder)
-                row.outcome, row.batch_id = Outcome.BULK.value, batch.id
-                row.desired_hash, row.sent_hash = link.desired_hash, fingerprint(fields)
+                change.update(b_dh=link.desired_hash, b_sh=fingerprint(fields))
                 members.append({"customerCode": code, **fields} if kind == "create"
                                else {"customerId": coded[code], **_update_fields(fields, link.desired)})
+            _update_rows(session, claimed.id, changes)
             batch_id = batch.id
             if not members:
                 session.delete(batch)
@@ -510,38 +525,44 @@ class Importer:
                 return False
             since = min(b.sent_at for b in batches) - timedelta(seconds=CLOCK_SKEW_S)
             batch_ids = [b.id for b in batches]
+            kinds = {b.id: (b.kind, b.sent_at) for b in batches}
+            rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id,
+                                          ImportCustomer.batch_id, ImportCustomer.desired_hash,
+                                          ImportCustomer.sent_hash)
+                                   .where(ImportCustomer.batch_id.in_(list(kinds)),
+                                          ImportCustomer.outcome == Outcome.BULK.value)).all()
+        wanted = {str(row.shopify_customer_id) for row in rows}
+        found: dict[str, dict[str, Any]] = {}
         page = 1
         while True:  # the re-read: every member Smaregi changed since the oldest of these was sent
             members = client.list_customers(page=page, limit=LIST_PAGE, updated_from=since,
                                             updated_to=utcnow() + timedelta(seconds=CLOCK_SKEW_S),
                                             deadline=deadline)
-            with self.s.db.transaction() as session:
-                for member in members:
-                    directory.remember(session, client.contract_id, member)
+            found.update((m["customerCode"], m) for m in members if m.get("customerCode") in wanted)
             if len(members) < LIST_PAGE:
                 break
             page += 1
+        changes, records = [], []
+        for row in rows:
+            kind, sent_at = kinds[row.batch_id]
+            member = found.get(str(row.shopify_customer_id))
+            changed_at = _smaregi_time(member.get("updDateTime")) if member else None
+            applied = member is not None and (kind == "create" or (
+                changed_at is not None and changed_at >= sent_at - timedelta(seconds=CLOCK_SKEW_S)))
+            if not applied:  # not confirmed: the one-by-one sync finds or makes the member
+                changes.append({"b_cid": row.shopify_customer_id, "b_outcome": Outcome.SINGLE.value,
+                                "b_batch": row.batch_id, "b_dh": row.desired_hash, "b_sh": row.sent_hash})
+                continue
+            records.append({"b_link": row.link_id, "b_sid": str(member["customerId"]),
+                            "b_code": member["customerCode"], "b_dh": row.desired_hash, "b_sh": row.sent_hash})
+            changes.append({"b_cid": row.shopify_customer_id, "b_batch": row.batch_id, "b_dh": row.desired_hash,
+                            "b_sh": row.sent_hash,
+                            "b_outcome": (Outcome.CREATED if kind == "create" else Outcome.LINKED).value})
+        confirmed = len(records)
         with self.s.db.transaction() as session:
-            kinds = {b.id: (b.kind, b.sent_at) for b in session.scalars(
-                select(ImportBatch).where(ImportBatch.id.in_(batch_ids)))}
-            rows = session.scalars(select(ImportCustomer).where(ImportCustomer.batch_id.in_(batch_ids),
-                                                                ImportCustomer.outcome == Outcome.BULK.value)).all()
-            found = {d.customer_code: d for d in session.scalars(select(DirectoryMember).where(
-                DirectoryMember.contract_id == client.contract_id,
-                DirectoryMember.customer_code.in_([str(r.shopify_customer_id) for r in rows])))}
-            confirmed = 0
-            for row in rows:
-                kind, sent_at = kinds[row.batch_id]
-                member = found.get(str(row.shopify_customer_id))
-                applied = member is not None and (kind == "create" or (
-                    member.smaregi_updated_at is not None
-                    and member.smaregi_updated_at >= sent_at - timedelta(seconds=CLOCK_SKEW_S)))
-                if not applied:
-                    row.outcome = Outcome.SINGLE.value  # not confirmed: the one-by-one sync finds or makes it
-                    continue
-                _record(session, row, member)
-                row.outcome = (Outcome.CREATED if kind == "create" else Outcome.LINKED).value
-                confirmed += 1
+            if records:
+                session.connection().execute(_record_statement(), [{**r, "b_now": utcnow()} for r in records])
+            _update_rows(session, claimed.id, changes)
             session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(state="resolved"))
         log.info("import.bulk_resolved", extra={"import_id": claimed.id, "batches": len(batch_ids),
                                                 "confirmed": confirmed, "unconfirmed": len(rows) - confirmed})
@@ -617,45 +638,74 @@ class Importer:
 
 
 # -- rows ---------------------------------------------------------------------------------------------------
-def _stage(session: Session, claimed: _Claimed, syncable: bool, line: int, node: dict[str, Any]) -> None:
-    """One exported customer → their member link (the newest state wins, as for webhooks) and an
-    import row. The link is left not due (next_attempt_at NULL): the import owns its first sync."""
-    try:
-        payload = bulk.webhook_shape(node)
-        updated_at = parse_time(payload.get("updated_at")) or utcnow()
-    except (KeyError, ValueError, MalformedPayload):
-        log.warning("import.bad_line", extra={"import_id": claimed.id, "line": line})
-        return
-    state = customer_state(payload)
-    desired_hash = fingerprint(state)
+def _stage(session: Session, claimed: _Claimed, syncable: bool, first_line: int,
+           nodes: list[dict[str, Any]]) -> None:
+    """Exported customers → their member links (the newest state wins, as for webhooks) and import
+    rows. A new link is left not due (next_attempt_at NULL): the import owns its first sync."""
     now = utcnow()
-    values = {"shop_id": claimed.shop_id, "shopify_customer_id": payload["id"], "desired": state,
-              "desired_hash": desired_hash, "shopify_updated_at": updated_at,
-              "state": "pending" if syncable else "paused", "attempts": 0, "created_at": now, "updated_at": now}
-    link_id = insert_ignoring_conflict(session, MemberLink, values, ["shop_id", "shopify_customer_id"])
-    created = link_id is not None
-    if not created:
+    staged: dict[int, tuple[int, dict[str, str], str, datetime]] = {}
+    for offset, node in enumerate(nodes):
+        try:
+            payload = bulk.webhook_shape(node)
+            updated_at = parse_time(payload.get("updated_at")) or now
+        except (KeyError, ValueError, MalformedPayload):
+            log.warning("import.bad_line", extra={"import_id": claimed.id, "line": first_line + offset})
+            continue
+        state = customer_state(payload)
+        staged[payload["id"]] = (first_line + offset, state, fingerprint(state), updated_at)
+    if not staged:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    conn = session.connection()  # Core executemany: one statement compiled once for the whole chunk
+    links = MemberLink.__table__
+    created = set(conn.execute(
+        insert(links).on_conflict_do_nothing(index_elements=["shop_id", "shopify_customer_id"])
+        .returning(links.c.shopify_customer_id, sort_by_parameter_order=True),
+        [{"shop_id": claimed.shop_id, "shopify_customer_id": cid, "desired": state, "desired_hash": desired_hash,
+          "shopify_updated_at": updated_at, "state": "pending" if syncable else "paused", "attempts": 0,
+          "created_at": now, "updated_at": now}
+         for cid, (_, state, desired_hash, updated_at) in staged.items()]).scalars())
+    for cid, (_, state, desired_hash, updated_at) in staged.items():
+        if cid in created:
+            continue
         # Newer than what we hold (a webhook we missed): the import takes the link over.
         session.execute(update(MemberLink).where(
-            MemberLink.shop_id == claimed.shop_id, MemberLink.shopify_customer_id == payload["id"],
+            MemberLink.shop_id == claimed.shop_id, MemberLink.shopify_customer_id == cid,
             MemberLink.desired_hash != desired_hash,
             or_(MemberLink.shopify_updated_at.is_(None), MemberLink.shopify_updated_at < updated_at))
             .values(desired=state, desired_hash=desired_hash, shopify_updated_at=updated_at, state="pending",
-                    attempts=0, next_attempt_at=None, last_error=None, updated_at=now))
-        link_id = session.scalar(select(MemberLink.id).where(MemberLink.shop_id == claimed.shop_id,
-                                                             MemberLink.shopify_customer_id == payload["id"]))
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(ImportCustomer).values(
-        import_id=claimed.id, shopify_customer_id=payload["id"], line=line, link_id=link_id, created_link=created,
-        outcome=Outcome.NEW.value).on_conflict_do_nothing())
+                    attempts=0, next_attempt_at=None, last_error=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+    link_ids = dict(session.execute(select(MemberLink.shopify_customer_id, MemberLink.id).where(
+        MemberLink.shop_id == claimed.shop_id, MemberLink.shopify_customer_id.in_(list(staged)))).all())
+    conn.execute(insert(ImportCustomer.__table__).on_conflict_do_nothing(), [
+        {"import_id": claimed.id, "shopify_customer_id": cid, "line": line, "link_id": link_ids.get(cid),
+         "created_link": cid in created, "outcome": Outcome.NEW.value}
+        for cid, (line, _, _, _) in staged.items()])
 
 
-def _classify_one(session: Session, contract_id: str, settings, link: MemberLink | None, code_taken: bool,
-                  now: datetime) -> Outcome:
-    if link is None or link.desired is None:
+def _update_rows(session: Session, import_id: int, changes: list[dict[str, Any]]) -> None:
+    """Set many import rows' outcome (and batch, hashes) in one round of statements."""
+    if not changes:
+        return
+    rows = ImportCustomer.__table__
+    session.connection().execute(rows.update().where(
+        rows.c.import_id == import_id, rows.c.shopify_customer_id == bindparam("b_cid")).values(
+        outcome=bindparam("b_outcome"), batch_id=bindparam("b_batch"), desired_hash=bindparam("b_dh"),
+        sent_hash=bindparam("b_sh")), changes)
+
+
+def _smaregi_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _classify_one(link: MemberLink | None, fields: dict[str, str] | None, code_taken: bool,
+                  has_store_member: bool, now: datetime) -> Outcome:
+    if link is None or fields is None:
         return Outcome.FAILED
-    fields = smaregi_fields(link.desired, settings.blank_name_placeholder)
     if link.state == "synced" and link.smaregi_customer_id and link.synced_hash == fingerprint(fields):
         return Outcome.LINKED  # already a member, already up to date
     if link.state not in LIVE_STATES:
@@ -665,24 +715,24 @@ def _classify_one(session: Session, contract_id: str, settings, link: MemberLink
         return Outcome.SINGLE
     if code_taken:
         return Outcome.TO_UPDATE
-    if directory.candidates_by_email(session, contract_id, normalize_email(fields.get("mailAddress"))):
+    if has_store_member:
         return Outcome.SINGLE  # a store member may be theirs: the live rules decide (verified e-mail, held)
     return Outcome.TO_CREATE
 
 
-def _record(session: Session, row: ImportCustomer, member: DirectoryMember) -> None:
+def _record_statement():
     """A bulk write we confirmed by reading it back. If the customer changed since we sent it, the
     link becomes due: the live sync then writes the newer state over ours (which Smaregi may have
-    applied after a live write)."""
-    now = utcnow()
-    current = MemberLink.desired_hash == row.desired_hash
-    session.execute(update(MemberLink).where(
-        MemberLink.id == row.link_id, or_(MemberLink.leased_until.is_(None), MemberLink.leased_until < now))
-        .values(smaregi_customer_id=member.smaregi_customer_id, member_code=member.customer_code,
-                synced_hash=row.sent_hash, attempts=0, last_error=None, conflict_candidates=None,
-                state=case((current, case((MemberLink.state == "pending", "synced"), else_=MemberLink.state)),
-                           else_="pending"),
-                synced_at=now, next_attempt_at=case((current, MemberLink.next_attempt_at), else_=now)))
+    applied after a live write). A link a live worker holds right now is left to it."""
+    links = MemberLink.__table__
+    now = bindparam("b_now", type_=links.c.synced_at.type)
+    current = links.c.desired_hash == bindparam("b_dh")
+    return links.update().where(
+        links.c.id == bindparam("b_link"), or_(links.c.leased_until.is_(None), links.c.leased_until < now)).values(
+        smaregi_customer_id=bindparam("b_sid"), member_code=bindparam("b_code"), synced_hash=bindparam("b_sh"),
+        attempts=0, last_error=None, conflict_candidates=None, synced_at=now, updated_at=now,
+        state=case((current, case((links.c.state == "pending", "synced"), else_=links.c.state)), else_="pending"),
+        next_attempt_at=case((current, links.c.next_attempt_at), else_=now))
 
 
 def _close(session: Session, imp: CustomerImport, state: ImportState, reason: str | None) -> None:

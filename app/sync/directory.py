@@ -60,13 +60,22 @@ def forget(session: Session, contract_id: str, smaregi_customer_id: str) -> None
 
 
 def candidates_by_email(session: Session, contract_id: str, email: str | None) -> list[DirectoryMember]:
-    key = normalize_email(email)
-    if key is None:
-        return []
+    return candidates_by_emails(session, contract_id, [email]).get(normalize_email(email), [])
+
+
+def candidates_by_emails(session: Session, contract_id: str, emails) -> dict[str, list[DirectoryMember]]:
+    """Store members a new customer could be, by normalised e-mail (one query for many customers)."""
+    keys = {key for key in map(normalize_email, emails) if key is not None}
+    found: dict[str, list[DirectoryMember]] = {}
+    if not keys:
+        return found
     rows = session.scalars(select(DirectoryMember).where(DirectoryMember.contract_id == contract_id,
-                                                         DirectoryMember.email_normalized == key)
+                                                         DirectoryMember.email_normalized.in_(keys))
                            .order_by(DirectoryMember.smaregi_customer_id)).all()
-    return [r for r in rows if r.status not in WITHDRAWN]
+    for r in rows:
+        if r.status not in WITHDRAWN:
+            found.setdefault(r.email_normalized, []).append(r)
+    return found
 
 
 def require_ready(session: Session, contract_id: str) -> None:

@@ -7,8 +7,8 @@ from functools import wraps
 from flask import Blueprint, Response, jsonify, request
 
 from .. import merchant
-from ..sync import customer_import
 from ..shopify.verify import InvalidSignature
+from ..sync import customer_import
 from . import services
 from .app_home import PATCH_ID_TOKEN_PATH
 

@@ -12,8 +12,7 @@ from flask import Blueprint, Response, render_template, request
 
 from ..shopify.tokens import TokenExchangeFailed
 from ..shopify.verify import InvalidSignature
-from . import services
-from . import import_text
+from . import import_text, services
 from .admin_text import texts
 
 bp = Blueprint("app_home", __name__)
