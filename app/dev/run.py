@@ -80,6 +80,13 @@ def _set_demo_rules(web: str, config) -> None:
     urllib.request.urlopen(request, timeout=10)
 
 
+def _start_import(web: str, config) -> None:
+    """The merchant presses "Import customers": the seeded Shopify customers are imported."""
+    request = urllib.request.Request(f"{web}/admin/api/import", data=b"", method="POST",
+                                     headers={"Authorization": f"Bearer {id_token(config)}"})
+    urllib.request.urlopen(request, timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     stand_ins = "--no-stand-ins" not in (argv if argv is not None else sys.argv[1:])
     if not stand_ins:
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     urllib.request.urlopen(f"{web}/?shop={DEV_SHOP}&host=ZGV2&id_token={id_token(config)}", timeout=10)
     _send_customer_webhooks(web, config)
     _set_demo_rules(web, config)
+    _start_import(web, config)
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",
