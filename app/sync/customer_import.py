@@ -397,13 +397,19 @@ class Importer:
             scheduler.schedule_now(self.s, "member_directory")
             return False
         deadline = time.monotonic() + STEP_BUDGET_S
-        directory.refresh_window(self.s.db, client, max_age=DIRECTORY_MAX_AGE, deadline=deadline)
         return (self._resolve(claimed, client, deadline) or self._send(claimed, settings, client, deadline)
-                or self._singles(claimed) or self._classify(claimed, settings, client.contract_id)
+                or self._classify(claimed, settings, client, deadline) or self._singles(claimed)
                 or self._finish_if_done(claimed))
 
-    def _classify(self, claimed: _Claimed, settings, contract_id: str) -> bool:
-        """Decide, from our own tables only, which customers can go in bulk."""
+    def _classify(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
+        """Decide, from our own tables only, which customers can go in bulk. The directory is brought
+        up to date first, as live matching does, so a store member registered a minute ago counts."""
+        contract_id = client.contract_id
+        with self.s.db.transaction() as session:
+            if session.scalar(select(func.count()).where(ImportCustomer.import_id == claimed.id,
+                                                         ImportCustomer.outcome == Outcome.NEW.value)) == 0:
+                return False
+        directory.refresh_window(self.s.db, client, max_age=DIRECTORY_MAX_AGE, deadline=deadline)
         with self.s.db.transaction() as session:
             rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id).where(
                 ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == Outcome.NEW.value)

@@ -41,17 +41,24 @@ def _parse(value: Any) -> datetime | None:
 
 def remember(session: Session, contract_id: str, member: dict[str, Any]) -> None:
     """Upsert one member as Smaregi returned it (after our own write, or from a list page)."""
-    values = {"contract_id": contract_id, "smaregi_customer_id": str(member["customerId"]),
-              "customer_code": member.get("customerCode"),
-              "email_normalized": normalize_email(member.get("mailAddress")),
-              "status": member.get("status"), "rank": member.get("rank"),
-              "smaregi_updated_at": _parse(member.get("updDateTime")), "refreshed_at": utcnow()}
+    remember_many(session, contract_id, [member])
+
+
+def remember_many(session: Session, contract_id: str, members: list[dict[str, Any]]) -> None:
+    """Upsert a list page at once (one statement, executed for every member)."""
+    if not members:
+        return
+    now = utcnow()
+    rows = [{"contract_id": contract_id, "smaregi_customer_id": str(m["customerId"]),
+             "customer_code": m.get("customerCode"), "email_normalized": normalize_email(m.get("mailAddress")),
+             "status": m.get("status"), "rank": m.get("rank"), "smaregi_updated_at": _parse(m.get("updDateTime")),
+             "refreshed_at": now} for m in members]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(DirectoryMember).values(**values)
+    stmt = insert(DirectoryMember.__table__)
     stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "smaregi_customer_id"],
-                                      set_={k: stmt.excluded[k] for k in values if k not in
+                                      set_={k: stmt.excluded[k] for k in rows[0] if k not in
                                             ("contract_id", "smaregi_customer_id")})
-    session.execute(stmt)
+    session.connection().execute(stmt, rows)
 
 
 def forget(session: Session, contract_id: str, smaregi_customer_id: str) -> None:
@@ -101,8 +108,7 @@ def import_pages(db: Database, client: SmaregiClient, max_pages: int | None = No
         started_at = utcnow()
         rows = client.list_customers(page=page, limit=PAGE_SIZE, deadline=deadline)
         with db.transaction() as session:
-            for member in rows:
-                remember(session, contract_id, member)
+            remember_many(session, contract_id, rows)
             values: dict[str, Any] = {"directory_import_page": page,
                                       "directory_imported": SmaregiContract.directory_imported + len(rows)}
             done = len(rows) < PAGE_SIZE
@@ -146,8 +152,7 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_age: timedelta = 
             rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
                                          deadline=deadline)
             with db.transaction() as session:
-                for member in rows:
-                    remember(session, contract_id, member)
+                remember_many(session, contract_id, rows)
             seen += len(rows)
             if len(rows) < PAGE_SIZE:
                 break
