@@ -130,5 +130,68 @@ def sync_resync(customer_id: int, shop: str) -> None:
     click.echo("queued")
 
 
+@main.group("import")
+def import_group() -> None:
+    """Import of a shop's existing Shopify customers (the worker runs it)."""
+
+
+def _import_shop_id(s, shop: str) -> int:
+    """The shop's id; a shop we have not seen yet is recorded, so its import can fail with a reason."""
+    from .db import insert_ignoring_conflict
+    from .models import Shop, utcnow
+    from .shopify.transport import shop_domain
+    from .sync.operations import shop_id_for
+
+    domain = shop_domain(shop)
+    with s.db.transaction() as session:
+        insert_ignoring_conflict(session, Shop, {"domain": domain, "created_at": utcnow(), "updated_at": utcnow()},
+                                 ["domain"])
+    return shop_id_for(s.db, domain)
+
+
+@import_group.command("customers")
+@click.option("--shop", required=True, help="example.myshopify.com")
+def import_customers(shop: str) -> None:
+    """Queue an import of every customer and return at once (a queued or running one is kept)."""
+    from .sync import customer_import
+
+    s = _services()
+    current, new = customer_import.start(s.db, _import_shop_id(s, shop))
+    click.echo(f"import {current.id} {'queued' if new else 'already ' + current.state}")
+
+
+@import_group.command("cancel")
+@click.option("--shop", required=True)
+def import_cancel(shop: str) -> None:
+    """Stop the shop's queued or running import."""
+    from .sync import customer_import
+
+    s = _services()
+    click.echo("cancelled" if customer_import.cancel(s.db, _import_shop_id(s, shop)) else "no import to cancel")
+
+
+@import_group.command("status")
+@click.option("--shop", required=True)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object: state and counts")
+def import_status(shop: str, as_json: bool) -> None:
+    """The shop's latest import."""
+    import json
+
+    from .shopify.transport import shop_domain
+    from .sync import customer_import
+    from .sync.operations import shop_id_for
+
+    s = _services()
+    shop_id = shop_id_for(s.db, shop_domain(shop))
+    current = customer_import.status(s.db, shop_id) if shop_id is not None else customer_import.ImportStatus(
+        None, customer_import.ImportState.NONE.value)
+    if as_json:
+        click.echo(json.dumps(current.contract_json()))
+        return
+    for key, value in current.admin_json().items():
+        if value is not None:
+            click.echo(f"{key:12} {value}")
+
+
 if __name__ == "__main__":
     main()

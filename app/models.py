@@ -481,3 +481,71 @@ class AuditFinding(Base):
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
     resolved_at: Mapped[datetime | None]
     resolution: Mapped[str | None] = mapped_column(String(32))  # fixed | dismissed | gone
+class CustomerImport(Base):
+    """One import of a shop's existing Shopify customers (see app/sync/customer_import.py)."""
+
+    __tablename__ = "customer_imports"
+    __table_args__ = (
+        Index("ix_customer_imports_shop", "shop_id", "id"),
+        # One import per shop at a time: the database refuses a second active one.
+        Index("uq_customer_imports_one_active", "shop_id", unique=True,
+              sqlite_where=text("state IN ('queued', 'running')"),
+              postgresql_where=text("state IN ('queued', 'running')")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default="queued")  # ImportState
+    phase: Mapped[str] = mapped_column(String(16), default="export")  # ImportPhase
+    bulk_operation_id: Mapped[str | None] = mapped_column(String(128))
+    result_url: Mapped[str | None] = mapped_column(Text)
+    lines_read: Mapped[int] = mapped_column(default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    leased_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    matching_started_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ImportBatch(Base):
+    """One Smaregi bulk request (≤ 100 members). Written before it is sent, so a crash mid-send is
+    resolved by re-reading the members, never by sending again blindly."""
+
+    __tablename__ = "import_batches"
+    __table_args__ = (
+        UniqueConstraint("token_hash"),
+        Index("ix_import_batches_import_state", "import_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    import_id: Mapped[int] = mapped_column(ForeignKey("customer_imports.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))  # create | update
+    token_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the callback URL's token
+    state: Mapped[str] = mapped_column(String(16), default="sent")  # sent | resolved
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    callback_at: Mapped[datetime | None]
+
+
+class ImportCustomer(Base):
+    """A customer read by an import, and what became of them. Ids and hashes only: the personal
+    data lives in the member link, where customers/redact finds it."""
+
+    __tablename__ = "import_customers"
+    __table_args__ = (
+        Index("ix_import_customers_outcome", "import_id", "outcome", "line"),
+        Index("ix_import_customers_batch", "batch_id"),
+    )
+
+    import_id: Mapped[int] = mapped_column(ForeignKey("customer_imports.id", ondelete="CASCADE"), primary_key=True)
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    line: Mapped[int]
+    link_id: Mapped[int | None]
+    created_link: Mapped[bool] = mapped_column(Boolean, default=False)
+    # new | single | bulk | linked | created | held | failed (ImportOutcome)
+    outcome: Mapped[str] = mapped_column(String(16), default="new")
+    batch_id: Mapped[int | None]
+    desired_hash: Mapped[str | None] = mapped_column(String(64))  # the link's state when sent in a batch
+    sent_hash: Mapped[str | None] = mapped_column(String(64))  # the Smaregi fields sent

@@ -49,6 +49,8 @@ def recorder(folder: str, origin_map: dict[str, str]) -> vcr.VCR:
         body = response["body"].get("string", b"")
         if body:
             text = body.decode() if isinstance(body, bytes) else body
+            for live, public in origin_map.items():  # URLs in answers (e.g. a bulk result file) too
+                text = text.replace(live, public)
             response["body"]["string"] = _scrub_json(text).encode()
         # Scrubbing changed the body's length; let the client measure it.
         response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() != "content-length"}

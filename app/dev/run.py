@@ -103,6 +103,13 @@ def _set_demo_rules(web: str, config) -> None:
     urllib.request.urlopen(request, timeout=10)
 
 
+def _start_import(web: str, config) -> None:
+    """The merchant presses "Import customers": the seeded Shopify customers are imported."""
+    request = urllib.request.Request(f"{web}/admin/api/import", data=b"", method="POST",
+                                     headers={"Authorization": f"Bearer {id_token(config)}"})
+    urllib.request.urlopen(request, timeout=10)
+
+
 def main(argv: list[str] | None = None) -> int:
     stand_ins = "--no-stand-ins" not in (argv if argv is not None else sys.argv[1:])
     if not stand_ins:
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     later = threading.Timer(ORDER_CHANGES_AFTER_S, _send_order_webhooks, (web, config, 2, 4))
     later.daemon = True
     later.start()
+    _start_import(web, config)
     lines = [
         "",
         "Pointbridge is running (SQLite, local stand-ins). Open:",

@@ -24,6 +24,9 @@ CUSTOMERS = [
 ]
 
 
+EXISTING_CUSTOMERS = 40
+
+
 def customer_payloads() -> list[dict]:
     """customers/create bodies for the seeded Shopify customers, as Shopify would send them."""
     return [{"id": cid, "first_name": first, "last_name": last, "email": mail, "phone": None,
@@ -63,4 +66,9 @@ def seed(smaregi: SmaregiEmulator, shopify: ShopifyEmulator, contract_id: str, s
         smaregi.contracts[contract_id].points[member["customerId"]]["point"] = points
     for customer_id, first, last, mail in CUSTOMERS:
         shopify.add_customer(shop, customer_id, firstName=first, lastName=last,
-                             defaultEmailAddress={"emailAddress": mail})
+                             defaultEmailAddress={"emailAddress": mail}, email=mail, verifiedEmail=True,
+                             updatedAt="2026-11-01T01:00:00Z")
+    # Customers from before the app was installed: no webhook ever came for them; the import does.
+    for n in range(EXISTING_CUSTOMERS):
+        shopify.add_customer(shop, 8840734680000 + n, firstName=f"顧客{n + 1}", lastName="既存",
+                             email=f"existing{n + 1}@example.com", verifiedEmail=True, updatedAt="2026-10-01T01:00:00Z")

@@ -11,13 +11,20 @@ routes there: `/{shop}/admin/oauth/access_token`, `/{shop}/admin/api/{version}/g
   discountCodeDeactivate, codeDiscountNodeByCode (with asyncUsageCount; `use_code` redeems one),
   metafieldsSet (with compareDigest), customer, shop { currencyCode ianaTimezone } (set per shop
   with `set_profile`);
-- faults: forced HTTP status, THROTTLED errors, latency.
+- bulk operations: bulkOperationRunQuery (one running query per shop; a second is refused with
+  the userError Shopify gives), `node(id:)` / currentBulkOperation polling, and at completion a
+  JSONL file of the shop's customers behind a URL (one line per customer: the nested
+  defaultAddress is an object, so it stays on its customer's line). No `bulk_operations/finish`
+  webhook is sent: Pointbridge polls;
+- faults: forced HTTP status, THROTTLED errors, latency, a bulk operation that FAILS.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -25,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-from flask import Flask, jsonify, request
+from flask import Flask, abort, jsonify, request, send_file
 
 ACCESS_TTL_S = 3600
 REFRESH_TTL_S = 90 * 24 * 3600
@@ -63,6 +70,14 @@ class GqlFault:
         return True
 
 
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _public(op: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in op.items() if k != "shop"}
+
+
 def digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
@@ -76,6 +91,11 @@ class ShopifyEmulator:
         self.faults: list[GqlFault] = []
         self.counts = {"token_exchange": 0, "refresh": 0, "graphql": 0}
         self.token_latency_s = 0.0  # slow token endpoint, to make concurrent refreshes overlap
+        self.bulk_operations: dict[str, dict[str, Any]] = {}  # gid → operation (with its "shop")
+        self.bulk_delay_s = 0.2  # how long a bulk query "runs" before its file is ready
+        self.bulk_failures = 0  # the next N bulk operations end FAILED
+        self.bulk_dir = tempfile.mkdtemp(prefix="shopify-bulk-")
+        self._host_url = ""
 
     def shop(self, domain: str) -> ShopState:
         with self.lock:
@@ -182,10 +202,44 @@ class ShopifyEmulator:
                 return jsonify({"errors": "[API] Invalid API key or access token"}), 401
             s.used_access_tokens.add(token)
             s.refresh_tokens = {r: a for r, a in s.refresh_tokens.items() if a == token}
+            self._host_url = request.host_url.rstrip("/")
             data = self._execute(s, query, variables)
         return jsonify({"data": data, "extensions": {"cost": {"requestedQueryCost": 10, "actualQueryCost": 10,
                         "throttleStatus": {"maximumAvailable": 2000, "currentlyAvailable": 1990,
                                            "restoreRate": 100}}}})
+
+    # -- bulk operations ----------------------------------------------------------------------------
+    def _run_bulk_query(self, s: ShopState) -> dict[str, Any]:
+        running = [op for op in self.bulk_operations.values()
+                   if op["shop"] == s.domain and op["status"] in ("CREATED", "RUNNING")]
+        if running:
+            return {"bulkOperation": None, "userErrors": [{"field": ["query"], "message":
+                    f"A bulk query operation for this app and shop is already in progress: {running[0]['id']}."}]}
+        gid = f"gid://shopify/BulkOperation/{len(self.bulk_operations) + 1}"
+        op = {"id": gid, "shop": s.domain, "status": "RUNNING", "errorCode": None, "objectCount": "0",
+              "url": None, "partialDataUrl": None, "createdAt": _now_iso(), "completedAt": None}
+        self.bulk_operations[gid] = op
+        fail = self.bulk_failures > 0
+        self.bulk_failures -= fail
+        threading.Thread(target=self._finish_bulk, args=(s, op, fail, self._host_url), daemon=True).start()
+        return {"bulkOperation": _public(op), "userErrors": []}
+
+    def _finish_bulk(self, s: ShopState, op: dict[str, Any], fail: bool, host_url: str) -> None:
+        time.sleep(self.bulk_delay_s)
+        with self.lock:
+            if fail:
+                op.update(status="FAILED", errorCode="INTERNAL_SERVER_ERROR", completedAt=_now_iso())
+                return
+            customers = list(s.customers.values())
+        name = f"{uuid.uuid4().hex}.jsonl"
+        with open(os.path.join(self.bulk_dir, name), "w", encoding="utf-8") as out:
+            for c in customers:
+                line = {"id": c["id"], **{k: c.get(k) for k in (
+                    "email", "verifiedEmail", "firstName", "lastName", "phone", "defaultAddress", "updatedAt")}}
+                out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        with self.lock:
+            op.update(status="COMPLETED", objectCount=str(len(customers)), completedAt=_now_iso(),
+                      url=f"{host_url}/_bulk/{name}" if customers else None)
 
     def _execute(self, s: ShopState, query: str, v: dict[str, Any]) -> dict[str, Any]:
         def arg(field: str, name: str, default: Any = None) -> Any:
@@ -195,6 +249,14 @@ class ShopifyEmulator:
                 return default
             return v.get(match.group(1), default) if match.group(1) else match.group(2)
 
+        if "bulkOperationRunQuery" in query:
+            return {"bulkOperationRunQuery": self._run_bulk_query(s)}
+        if "currentBulkOperation" in query:
+            ops = [op for op in self.bulk_operations.values() if op["shop"] == s.domain]
+            return {"currentBulkOperation": _public(ops[-1]) if ops else None}
+        if re.search(r"\bnode\s*\(", query):
+            op = self.bulk_operations.get(arg("node", "id"))
+            return {"node": _public(op) if op and op["shop"] == s.domain else None}
         if "discountCodeBasicCreate" in query:
             return {"discountCodeBasicCreate": self._create_discount(s, arg("discountCodeBasicCreate",
                                                                             "basicCodeDiscount"))}
@@ -286,6 +348,19 @@ class ShopifyEmulator:
         @app.post("/<shop>/admin/api/<version>/graphql.json")
         def graphql(shop: str, version: str):
             return self._graphql(shop)
+
+        @app.get("/_bulk/<name>")
+        def bulk_file(name: str):
+            path = os.path.join(self.bulk_dir, os.path.basename(name))
+            if not os.path.exists(path):
+                abort(404)
+            return send_file(path, mimetype="application/jsonl")
+
+        @app.post("/_emulator/bulk_failures")
+        def bulk_failures():
+            with self.lock:
+                self.bulk_failures = int((request.get_json(force=True) or {}).get("count", 1))
+            return jsonify({"bulk_failures": self.bulk_failures})
 
         @app.post("/_emulator/faults")
         def add_fault():

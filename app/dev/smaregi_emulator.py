@@ -19,6 +19,11 @@ guesses. One server answers both hosts: `/app/{contract}/token` (IdP) and `/{con
   user info beyond `sub` / `contract.id` / `contract.is_owner` is inferred.
 - webhooks out (smaregi_webhooks.py): `pos:customers` when a member is created, edited or deleted
   and `pos:transactions` when points change, through the API or the dev controls below.
+- asynchronous bulk create/update (`POST`/`PATCH /customers/bulk`, ≤ 100 members): answers a
+  request id at once, applies the members a moment later and posts `{"requestId", "result"}` to
+  the `callbackUrl` (the per-member result entries are our guess; reference §7.1 could not read
+  them), with bulk faults: `failed` (nothing applied), `lost_callback` (applied, never reported),
+  `partial` (only the first half applied).
 
 Control endpoints under /_emulator/ (reset, faults, stats, members) serve tests and the dev runner.
 """
@@ -110,6 +115,14 @@ def _s256(verifier: str) -> str:
 
 
 @dataclass
+class BulkFault:
+    """Applies to the next `count` bulk requests (None: all)."""
+
+    mode: str  # failed | lost_callback | partial
+    count: int | None = None
+
+
+@dataclass
 class Contract:
     contract_id: str
     plan: str = "premium_plus"
@@ -117,6 +130,7 @@ class Contract:
     points: dict[str, dict[str, Any]] = field(default_factory=dict)
     transactions: list[dict[str, Any]] = field(default_factory=list)
     required_columns: dict[str, str] = field(default_factory=dict)
+    codes: dict[str, str] = field(default_factory=dict)  # customerCode → customerId (uniqueness at 50,000 members)
     next_customer_id: int = 1
     next_transaction_id: int = 1000
 
@@ -135,6 +149,9 @@ class SmaregiEmulator:
         self.faults: list[Fault] = []
         self.windows: dict[tuple[str, str, int], int] = {}
         self.stats: dict[str, Any] = {}
+        self.bulk_faults: list[BulkFault] = []
+        self.bulk_delay_s = 0.05  # Smaregi works through a bulk request after answering it
+        self.next_request_id = 1
         self.reset_stats()
         self.signin_contract: str | None = None  # whose user signs in at /authorize (None: the first contract)
         self.signin_fault: str | None = None  # "denied" | "wrong_state"
@@ -146,7 +163,8 @@ class SmaregiEmulator:
     def reset_stats(self) -> None:
         with self.lock:
             self.stats = {"requests": 0, "token_requests": 0, "rate_limited": 0, "writes_by_second": {},
-                          "point_changes_received": 0}
+                          "point_changes_received": 0, "duplicate_codes": 0, "bulk_requests": 0, "bulk_members": 0,
+                          "callbacks_sent": 0}
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), JST)
@@ -181,9 +199,11 @@ class SmaregiEmulator:
     def edit_member(self, contract_id: str, customer_id: str, **fields: Any) -> dict[str, Any]:
         """An edit at the register (not validated like the API: the merchant's own screen)."""
         with self.lock:
-            member = self.contract(contract_id).customers[customer_id]
+            c = self.contract(contract_id)
+            member = c.customers[customer_id]
             member.update({k: (str(v) if v is not None else None) for k, v in fields.items()})
             member["updDateTime"] = self.stamp()
+            c.codes[member["customerCode"]] = customer_id
             member = dict(member)
         self.webhooks.emit(contract_id, "pos:customers", "edited", [customer_id])
         return member
@@ -222,6 +242,63 @@ class SmaregiEmulator:
     def clear_faults(self) -> None:
         with self.lock:
             self.faults.clear()
+            self.bulk_faults.clear()
+
+    def add_bulk_fault(self, mode: str, count: int | None = None) -> BulkFault:
+        if mode not in ("failed", "lost_callback", "partial"):
+            raise ValueError(mode)
+        fault = BulkFault(mode, count)
+        with self.lock:
+            self.bulk_faults.append(fault)
+        return fault
+
+    def _bulk_fault(self) -> str | None:
+        with self.lock:
+            for f in self.bulk_faults:
+                if f.count is None or f.count > 0:
+                    if f.count is not None:
+                        f.count -= 1
+                    return f.mode
+        return None
+
+    def _run_bulk(self, c: Contract, items: list[dict[str, Any]], creating: bool, callback_url: str,
+                  request_id: str, fault: str | None) -> None:
+        import requests
+
+        time.sleep(self.bulk_delay_s)
+        result = []
+        with self.lock:
+            applied = 0 if fault == "failed" else (len(items) + 1) // 2 if fault == "partial" else len(items)
+            for item in items[:applied]:
+                try:
+                    if creating:
+                        member = self._create(c, dict(item))
+                    else:
+                        fields = {k: v for k, v in item.items() if k != "customerId"}
+                        member = c.customers.get(str(item.get("customerId")))
+                        if member is None:
+                            raise Problem(404, "Not Found", "会員が存在しません")
+                        self._validate(c, fields, creating=False, current_id=member["customerId"])
+                        member.update(fields)
+                        member["updDateTime"] = self.stamp()
+                        c.codes[member["customerCode"]] = member["customerId"]
+                    result.append({"customerId": member["customerId"], "customerCode": member["customerCode"],
+                                   "status": "success"})
+                except Problem as exc:
+                    result.append({"customerId": item.get("customerId"), "customerCode": item.get("customerCode"),
+                                   "status": "error", "message": exc.detail})
+            if fault == "failed":
+                result = [{"customerId": i.get("customerId"), "customerCode": i.get("customerCode"),
+                           "status": "error", "message": "一括処理に失敗しました"} for i in items]
+        if fault == "lost_callback":
+            return
+        try:
+            requests.post(callback_url, json={"requestId": int(request_id), "result": result}, timeout=5,
+                          headers={"Content-Type": "application/json;charset=UTF-8"})
+            with self.lock:
+                self.stats["callbacks_sent"] += 1
+        except requests.RequestException:
+            pass  # Smaregi does not retry a callback either (inferred)
 
     # -- core behaviour -----------------------------------------------------------------------------
     def _throttle(self, contract_id: str, kind: str) -> None:
@@ -287,7 +364,9 @@ class SmaregiEmulator:
                 except ValueError:
                     raise Problem(400, "Bad Request", f"[{name}] 日付の形式が正しくありません") from None
         code = fields.get("customerCode")
-        if code and any(m["customerCode"] == code and m["customerId"] != current_id for m in c.customers.values()):
+        owner = c.codes.get(code) if code else None
+        if owner is not None and owner != current_id and c.customers.get(owner, {}).get("customerCode") == code:
+            self.stats["duplicate_codes"] += 1  # someone tried to create or recode a member twice
             raise Problem(400, "Bad Request", "[customerCode] 会員コードが重複しています")
 
     def _create(self, c: Contract, fields: dict[str, Any]) -> dict[str, Any]:
@@ -299,6 +378,7 @@ class SmaregiEmulator:
         member.update(fields)
         member.update({"customerId": customer_id, "insDateTime": self.stamp(), "updDateTime": self.stamp()})
         c.customers[customer_id] = member
+        c.codes[member["customerCode"]] = customer_id
         c.points.setdefault(customer_id, {"point": 0, "mile": 0, "pointExpireDate": None,
                                           "insDateTime": self.stamp(), "updDateTime": self.stamp()})
         return member
@@ -441,6 +521,9 @@ class SmaregiEmulator:
             start, end = window(required=False)
             with em.lock:
                 rows = list(c.customers.values())
+                if "customer_code" in request.args:  # the code index, not a scan of every member
+                    owner = c.codes.get(request.args["customer_code"])
+                    rows = [c.customers[owner]] if owner in c.customers else []
                 for name in ("customer_code", "customer_no"):
                     if name in request.args:
                         key = "customerCode" if name == "customer_code" else "customerNo"
@@ -476,6 +559,7 @@ class SmaregiEmulator:
                 em._validate(c, fields, creating=False, current_id=customer_id)
                 c.customers[customer_id].update(fields)
                 c.customers[customer_id]["updDateTime"] = em.stamp()
+                c.codes[c.customers[customer_id]["customerCode"]] = customer_id
                 member = dict(c.customers[customer_id])
             em.webhooks.emit(contract_id, "pos:customers", "edited", [customer_id])
             return jsonify(member)
@@ -489,6 +573,35 @@ class SmaregiEmulator:
                 c.points.pop(customer_id, None)
             em.webhooks.emit(contract_id, "pos:customers", "deleted", [customer_id])
             return ("", 200)
+
+        def bulk(contract_id: str, creating: bool):
+            c = guard(contract_id, WRITE_SCOPE, "write")
+            body = request.get_json(force=True, silent=True) or {}
+            items, callback_url = body.get("customers"), body.get("callbackUrl")
+            if not isinstance(items, list) or not 1 <= len(items) <= 100 \
+                    or not all(isinstance(i, dict) for i in items):
+                raise Problem(400, "Bad Request", "[customers] 1件以上100件以内で指定してください")
+            if not isinstance(callback_url, str) or len(callback_url) > 511 \
+                    or not re.fullmatch(r"https?://\S+", callback_url):
+                raise Problem(400, "Bad Request", "[callbackUrl] URLの形式が正しくありません")
+            if not creating and not all(i.get("customerId") for i in items):
+                raise Problem(400, "Bad Request", "[customerId] 必須項目です")
+            with em.lock:
+                request_id = str(em.next_request_id)
+                em.next_request_id += 1
+                em.stats["bulk_requests"] += 1
+                em.stats["bulk_members"] += len(items)
+            threading.Thread(target=em._run_bulk, args=(c, items, creating, callback_url, request_id,
+                                                         em._bulk_fault()), daemon=True).start()
+            return jsonify({"requestId": request_id})
+
+        @app.post("/<contract_id>/pos/customers/bulk")
+        def bulk_create(contract_id: str):
+            return bulk(contract_id, creating=True)
+
+        @app.patch("/<contract_id>/pos/customers/bulk")
+        def bulk_update(contract_id: str):
+            return bulk(contract_id, creating=False)
 
         @app.get("/<contract_id>/pos/customer_required_column_setting")
         def required_columns(contract_id: str):
@@ -664,6 +777,12 @@ class SmaregiEmulator:
         def add_fault():
             em.add_fault(**(request.get_json(force=True) or {}))
             return jsonify({"faults": len(em.faults)})
+
+        @app.post("/_emulator/bulk_faults")
+        def add_bulk_fault():
+            data = request.get_json(force=True) or {}
+            em.add_bulk_fault(data.get("mode", ""), data.get("count"))
+            return jsonify({"bulk_faults": len(em.bulk_faults)})
 
         @app.delete("/_emulator/faults")
         def clear():

@@ -41,17 +41,24 @@ def _parse(value: Any) -> datetime | None:
 
 def remember(session: Session, contract_id: str, member: dict[str, Any]) -> None:
     """Upsert one member as Smaregi returned it (after our own write, or from a list page)."""
-    values = {"contract_id": contract_id, "smaregi_customer_id": str(member["customerId"]),
-              "customer_code": member.get("customerCode"),
-              "email_normalized": normalize_email(member.get("mailAddress")),
-              "status": member.get("status"), "rank": member.get("rank"),
-              "smaregi_updated_at": _parse(member.get("updDateTime")), "refreshed_at": utcnow()}
+    remember_many(session, contract_id, [member])
+
+
+def remember_many(session: Session, contract_id: str, members: list[dict[str, Any]]) -> None:
+    """Upsert a list page at once (one statement, executed for every member)."""
+    if not members:
+        return
+    now = utcnow()
+    rows = [{"contract_id": contract_id, "smaregi_customer_id": str(m["customerId"]),
+             "customer_code": m.get("customerCode"), "email_normalized": normalize_email(m.get("mailAddress")),
+             "status": m.get("status"), "rank": m.get("rank"), "smaregi_updated_at": _parse(m.get("updDateTime")),
+             "refreshed_at": now} for m in members]
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(DirectoryMember).values(**values)
+    stmt = insert(DirectoryMember.__table__)
     stmt = stmt.on_conflict_do_update(index_elements=["contract_id", "smaregi_customer_id"],
-                                      set_={k: stmt.excluded[k] for k in values if k not in
+                                      set_={k: stmt.excluded[k] for k in rows[0] if k not in
                                             ("contract_id", "smaregi_customer_id")})
-    session.execute(stmt)
+    session.connection().execute(stmt, rows)
 
 
 def forget(session: Session, contract_id: str, smaregi_customer_id: str) -> None:
@@ -60,13 +67,22 @@ def forget(session: Session, contract_id: str, smaregi_customer_id: str) -> None
 
 
 def candidates_by_email(session: Session, contract_id: str, email: str | None) -> list[DirectoryMember]:
-    key = normalize_email(email)
-    if key is None:
-        return []
+    return candidates_by_emails(session, contract_id, [email]).get(normalize_email(email), [])
+
+
+def candidates_by_emails(session: Session, contract_id: str, emails) -> dict[str, list[DirectoryMember]]:
+    """Store members a new customer could be, by normalised e-mail (one query for many customers)."""
+    keys = {key for key in map(normalize_email, emails) if key is not None}
+    found: dict[str, list[DirectoryMember]] = {}
+    if not keys:
+        return found
     rows = session.scalars(select(DirectoryMember).where(DirectoryMember.contract_id == contract_id,
-                                                         DirectoryMember.email_normalized == key)
+                                                         DirectoryMember.email_normalized.in_(keys))
                            .order_by(DirectoryMember.smaregi_customer_id)).all()
-    return [r for r in rows if r.status not in WITHDRAWN]
+    for r in rows:
+        if r.status not in WITHDRAWN:
+            found.setdefault(r.email_normalized, []).append(r)
+    return found
 
 
 def require_ready(session: Session, contract_id: str) -> None:
@@ -92,8 +108,7 @@ def import_pages(db: Database, client: SmaregiClient, max_pages: int | None = No
         started_at = utcnow()
         rows = client.list_customers(page=page, limit=PAGE_SIZE, deadline=deadline)
         with db.transaction() as session:
-            for member in rows:
-                remember(session, contract_id, member)
+            remember_many(session, contract_id, rows)
             values: dict[str, Any] = {"directory_import_page": page,
                                       "directory_imported": SmaregiContract.directory_imported + len(rows)}
             done = len(rows) < PAGE_SIZE
@@ -137,8 +152,7 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_age: timedelta = 
             rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
                                          deadline=deadline)
             with db.transaction() as session:
-                for member in rows:
-                    remember(session, contract_id, member)
+                remember_many(session, contract_id, rows)
             seen += len(rows)
             if len(rows) < PAGE_SIZE:
                 break

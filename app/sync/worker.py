@@ -34,6 +34,7 @@ from ..smaregi.errors import (
     SmaregiUnreachable,
 )
 from . import queue, scheduler, smaregi_events
+from .customer_import import Importer
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
 from .matching import Conflict, Held, Job, sync_member
@@ -81,6 +82,7 @@ class Worker:
         self.s = services
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._last_resume = 0.0
+        self.imports = Importer(services, self.name, self.process)
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -100,7 +102,7 @@ class Worker:
                     if listener is None and self.s.db.is_postgres:
                         listener = _Listener(self.s.db.url)
                     self.housekeeping()
-                    busy = self.drain(stop=stop)
+                    busy = self.drain(stop=stop) or self.imports.step()  # live syncs first, then an import step
                     errors = 0
                     if not busy:
                         if listener:
@@ -139,7 +141,8 @@ class Worker:
                 self.process(job)
         return len(jobs) + smaregi_events.drain(self.s, self.name)
 
-    def process(self, job: Job) -> None:
+    def process(self, job: Job) -> str | None:
+        """Sync one member; returns what happened (Synced.action, "conflict"), None on failure."""
         started = time.monotonic()
         client = self.s.smaregi.contract(job.settings.contract_id)
         try:
@@ -147,11 +150,11 @@ class Worker:
         except Conflict as exc:
             queue.conflict(self.s.db, job, self.name, exc.candidates)
             log.warning("sync.conflict", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
-            return
+            return "conflict"
         except Held as exc:
             queue.hold(self.s.db, job, self.name, exc.candidates)
             log.info("sync.held_unverified_email", extra={"link_id": job.link_id, "candidates": len(exc.candidates)})
-            return
+            return "held"
         except TRANSIENT_DB_ERRORS:
             raise  # to the loop; what Smaregi got is found again by the member code
         except Exception as exc:
@@ -159,13 +162,14 @@ class Worker:
             queue.fail(self.s.db, job, self.name, failure)
             log.warning("sync.failed", extra={"link_id": job.link_id, "error": type(exc).__name__,
                                               "retryable": failure.retryable, "status": getattr(exc, "status", None)})
-            return
+            return None
         if queue.complete(self.s.db, job, self.name, result):
             log.info("sync.done", extra={"link_id": job.link_id, "action": result.action,
                                          "smaregi_customer_id": result.smaregi_customer_id,
                                          "ms": round((time.monotonic() - started) * 1000)})
-        else:
-            log.warning("sync.lease_lost", extra={"link_id": job.link_id, "worker": self.name})
+            return result.action
+        log.warning("sync.lease_lost", extra={"link_id": job.link_id, "worker": self.name})
+        return None
 
 
 def resume_paused(services: Services) -> int:

@@ -11,7 +11,18 @@ def services() -> Services:
 
 
 def register_blueprints(app: Flask) -> None:
-    from . import admin, app_home, customer_account, errors, health, proxy, smaregi_connect, smaregi_webhooks, webhooks
+    from . import (
+        admin,
+        app_home,
+        bulk_callbacks,
+        customer_account,
+        errors,
+        health,
+        proxy,
+        smaregi_connect,
+        smaregi_webhooks,
+        webhooks,
+    )
 
     errors.register(app)
     app.register_blueprint(health.bp)
@@ -22,3 +33,4 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(app_home.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(smaregi_webhooks.bp)
+    app.register_blueprint(bulk_callbacks.bp)

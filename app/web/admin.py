@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from .. import merchant
 from ..points import audit
 from ..points.errors import InvalidRequest, NotFound
+from ..sync import customer_import
 from . import services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
@@ -162,3 +163,27 @@ def audit_dismiss(shop, finding_id: int):
     if not audit.dismiss(services(), shop.shop_id, finding_id):
         raise NotFound("No open finding of this shop.")
     return jsonify({"dismissed": True})
+@bp.get("/import")
+@authenticated
+def import_status(shop):
+    return jsonify(_import_json(shop))
+
+
+@bp.post("/import")
+@authenticated
+def import_start(shop):
+    customer_import.start(services().db, shop.shop_id)
+    return jsonify(_import_json(shop)), 202
+
+
+@bp.post("/import/cancel")
+@authenticated
+def import_cancel(shop):
+    customer_import.cancel(services().db, shop.shop_id)
+    return jsonify(_import_json(shop))
+
+
+def _import_json(shop) -> dict:
+    db = services().db
+    return {"import": customer_import.status(db, shop.shop_id).admin_json(),
+            "held": customer_import.held_customers(db, shop.shop_id)}

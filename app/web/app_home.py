@@ -13,7 +13,7 @@ from flask import Blueprint, Response, render_template, request
 
 from ..shopify.tokens import TokenExchangeFailed
 from ..shopify.verify import ReloadWithNewToken
-from . import services
+from . import import_text, services
 from .admin_text import texts
 
 bp = Blueprint("app_home", __name__)
@@ -39,7 +39,7 @@ def app_home():
     lang, t = texts(request.args.get("locale"))
     boot = {"lang": lang, "t": t, "id_token": request.args.get("id_token", "")}
     html = render_template("app_home.html", api_key=s.config.shopify_api_key, shop=verified.shop_domain,
-                           lang=lang, t=t, boot=boot)
+                           lang=lang, t=t, boot=boot, import_t=import_text.texts(lang))
     return Response(html, headers=verified.headers)
 
 
