@@ -70,9 +70,6 @@ def customer_account_header(services):
     return {"Authorization": f"Bearer {token}"}
 
 
-@pytest.mark.xfail(strict=True, reason="the shared admin verification (verify.app_home) still accepts a token "
-                                       "without `iss`; h1-verify fixes it for every /admin/api path — drop this "
-                                       "mark then")
 def test_a_customer_account_token_does_not_open_the_admin_import_api(services, web):
     customer_import.start(services.db, admin_shop(services, SHOP).shop_id)
     before = imports_of(services, SHOP)
