@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import threading
+from pathlib import Path
 
 from ..config import load_config
 from ..logs import configure_logging
+from .persist import StateFile, save_after_changes
 from .seed import seed
 from .serving import serve_in_thread
 from .shopify_emulator import ShopifyEmulator
@@ -28,14 +30,24 @@ def main() -> None:
     parser.add_argument("--no-seed", action="store_true")
     parser.add_argument("--reads-per-s", type=int)
     parser.add_argument("--writes-per-s", type=int)
+    parser.add_argument("--state-dir", type=Path, help="keep each stand-in's state here across restarts")
     args = parser.parse_args()
     config = load_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
-    if not args.no_seed:
+    smaregi_app, shopify_app = smaregi.create_app(), shopify.create_app()
+    restored = False
+    if args.state_dir:
+        files = [StateFile(smaregi, args.state_dir / "smaregi.json"), StateFile(shopify, args.state_dir / "shopify.json")]
+        restored = all([f.load() for f in files])
+        for app, state in zip((smaregi_app, shopify_app), files):
+            save_after_changes(app, state)
+    if not args.no_seed and not restored:
         seed(smaregi, shopify, config.smaregi_contract_id)
-    with serve_in_thread(smaregi.create_app(), args.smaregi_port), \
-            serve_in_thread(shopify.create_app(), args.shopify_port):
+        if args.state_dir:
+            for state in files:
+                state.save()
+    with serve_in_thread(smaregi_app, args.smaregi_port), serve_in_thread(shopify_app, args.shopify_port):
         threading.Event().wait()  # until the dev runner or the benchmark stops this process
 
 

@@ -74,7 +74,7 @@ def create_app(app_url: str, secret: str, shop: str = DEV_SHOP) -> Flask:
 
 def main() -> None:
     config = load_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     port = int(os.environ.get("POINTBRIDGE_STOREFRONT_PORT", "8103"))
     app = create_app(f"http://127.0.0.1:{config.port}", config.shopify_api_secret)
     from werkzeug.serving import run_simple
