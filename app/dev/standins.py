@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import threading
 from pathlib import Path
 
@@ -23,6 +24,21 @@ def build(config, reads_per_s: int | None = None, writes_per_s: int | None = Non
     return smaregi, shopify
 
 
+def readable_state_pages(app) -> None:
+    """The /_emulator/ pages a person opens from the banner: indented, with Japanese as Japanese."""
+
+    @app.after_request
+    def _pretty(response):
+        from flask import request
+
+        if request.path.startswith("/_emulator/") and response.mimetype == "application/json":
+            body = json.loads(response.get_data())
+            response.set_data(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+            response.mimetype = "application/json"
+            response.charset = "utf-8"
+        return response
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smaregi-port", type=int, required=True)
@@ -36,6 +52,8 @@ def main() -> None:
     configure_logging(config.log_level, development=config.is_development)
     smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
     smaregi_app, shopify_app = smaregi.create_app(), shopify.create_app()
+    for app in (smaregi_app, shopify_app):
+        readable_state_pages(app)
     restored = False
     if args.state_dir:
         files = [StateFile(smaregi, args.state_dir / "smaregi.json"), StateFile(shopify, args.state_dir / "shopify.json")]
