@@ -32,12 +32,14 @@ nav a{margin-right:1rem}nav a[aria-current]{font-weight:700}</style></head>
 </header><main>{{ block }}</main></body></html>"""
 
 
-def create_app(app_url: str, secret: str, shop: str = DEV_SHOP) -> Flask:
+def create_app(app_url: str, secret: str, shop: str = DEV_SHOP, extra_customers: dict | None = None) -> Flask:
+    """`extra_customers`: more signed-in customers to pick by id (tests), as Liquid's `customer`."""
     app = Flask("dev_storefront")
     http = requests.Session()
     names = {str(cid): {"id": cid, "first_name": first, "last_name": last, "name": f"{last} {first}"}
              for cid, first, last, _ in CUSTOMERS}
     names["8840734670999"] = {"id": 8840734670999, "first_name": "Guest", "last_name": "Visitor", "name": "Visitor"}
+    names.update(extra_customers or {})
 
     @app.get("/")
     def page():
