@@ -8,7 +8,8 @@ routes there: `/{shop}/admin/oauth/access_token`, `/{shop}/admin/api/{version}/g
 - a refresh returns a new access token AND a new refresh token; the previous refresh token keeps
   working until the new access token is first used (Shopify's "resilient refresh");
 - GraphQL: discountCodeBasicCreate (duplicate code → TAKEN userError), discountCodeDelete,
-  discountCodeDeactivate, codeDiscountNodeByCode, metafieldsSet (with compareDigest), customer;
+  discountCodeDeactivate, codeDiscountNodeByCode, metafieldsSet (with compareDigest), customer,
+  nodes(ids:) for customers' display names;
 - faults: forced HTTP status, THROTTLED errors, latency.
 """
 from __future__ import annotations
@@ -203,6 +204,9 @@ class ShopifyEmulator:
             return {"codeDiscountNodeByCode": {"id": d["id"], "codeDiscount": {"status": d["status"]}} if d else None}
         if "metafieldsSet" in query:
             return {"metafieldsSet": self._metafields_set(s, arg("metafieldsSet", "metafields"))}
+        if re.search(r"\bnodes\s*\(", query):
+            ids = arg("nodes", "ids", [])
+            return {"nodes": [self._customer_node(s.customers.get(gid)) for gid in ids]}
         if re.search(r"\bcustomer\s*\(", query):
             gid = arg("customer", "id")
             c = s.customers.get(gid)
@@ -214,6 +218,14 @@ class ShopifyEmulator:
             out["metafield"] = {"value": mf["value"], "compareDigest": digest(mf["value"])} if mf else None
             return {"customer": out}
         raise ValueError("operation not emulated")
+
+    @staticmethod
+    def _customer_node(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        if c is None:
+            return None  # Shopify answers null for an id it does not have (deleted, or another shop's)
+        name = " ".join(p for p in (c.get("firstName"), c.get("lastName")) if p)
+        email = (c.get("defaultEmailAddress") or {}).get("emailAddress")
+        return {"id": c["id"], "legacyResourceId": c["legacyResourceId"], "displayName": name or email or ""}
 
     def _create_discount(self, s: ShopState, d: dict[str, Any]) -> dict[str, Any]:
         errors = []

@@ -32,6 +32,20 @@ EN = {
     "err_placeholder_length": "Enter 1 to 85 characters (Smaregi requires a name).",
     "err_rank_labels_format": "Each rank (up to 20 characters) needs labels of up to 40 characters in ja and en.",
     "err_on_or_off": "Choose on or off.",
+    "check_contract_missing": "Enter your Smaregi contract ID (契約ID) first.",
+    "check_ok_credentials": "The app signed in to your contract.",
+    "check_ok_members": "Members and points can be read.",
+    "check_ok_required_fields": "Member fields checked.",
+    "check_bad_credentials": "Smaregi refused the app's client ID or secret (SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET).",
+    "check_unknown_contract": "Smaregi does not know the contract ID {contract}. Check it in Smaregi's admin (契約ID).",
+    "check_plan_or_scope": "Smaregi refused access to members and points: the plan must be Premium Plus, Food Business "
+                           "or Retail Business, and the app needs the pos.customers scopes approved.",
+    "check_refused": "Smaregi refused the request: {detail} (a scope may not be approved yet).",
+    "check_no_answer": "Smaregi did not answer. Try again in a moment.",
+    "check_unsupported_fields": "Smaregi requires fields Shopify does not have: {fields}. New online customers cannot "
+                                "become members until these are optional (会員必須項目設定).",
+    "all_statuses": "All statuses", "open_in_shopify": "Open in Shopify admin", "unknown_customer": "Customer {id}",
+    "members_and_failures": "Members and failed syncs", "coupons_and_movements": "Coupons and point movements",
 }
 
 JA = {
@@ -63,6 +77,20 @@ JA = {
     "err_placeholder_length": "1〜85文字で入力してください（スマレジでは名前が必須です）。",
     "err_rank_labels_format": "ランクは20文字以内、表示名は日本語・英語とも40文字以内で入力してください。",
     "err_on_or_off": "オンかオフを選んでください。",
+    "check_contract_missing": "先にスマレジ契約IDを入力してください。",
+    "check_ok_credentials": "アプリが契約にログインできました。",
+    "check_ok_members": "会員とポイントを読み取れます。",
+    "check_ok_required_fields": "会員の必須項目を確認しました。",
+    "check_bad_credentials": "スマレジがアプリのクライアントIDまたはシークレットを拒否しました（SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET）。",
+    "check_unknown_contract": "契約ID {contract} はスマレジに存在しません。スマレジの管理画面で契約IDをご確認ください。",
+    "check_plan_or_scope": "スマレジが会員・ポイントへのアクセスを拒否しました。プレミアムプラス・フードビジネス・リテールビジネスのいずれかの"
+                           "プランと、pos.customers スコープの承認が必要です。",
+    "check_refused": "スマレジがリクエストを拒否しました：{detail}（スコープが未承認の可能性があります）。",
+    "check_no_answer": "スマレジが応答しません。しばらくしてからもう一度お試しください。",
+    "check_unsupported_fields": "スマレジで Shopify にない項目が必須になっています：{fields}。会員必須項目設定で任意にするまで、"
+                                "オンラインの新規顧客は会員になれません。",
+    "all_statuses": "すべての状態", "open_in_shopify": "Shopify 管理画面で開く", "unknown_customer": "顧客 {id}",
+    "members_and_failures": "会員と同期エラー", "coupons_and_movements": "クーポンとポイント履歴",
 }
 
 
