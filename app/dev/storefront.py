@@ -45,7 +45,8 @@ def create_app(app_url: str, secret: str, shop: str = DEV_SHOP, extra_customers:
     def page():
         current = request.args.get("customer", request.cookies.get("dev_customer", ""))
         locale = request.args.get("locale", request.cookies.get("dev_locale", "ja"))
-        block = render_block(customer=names.get(current), locale=locale)
+        # ?block=0: the same page without the block, the baseline of bench/storefront.py.
+        block = "" if request.args.get("block") == "0" else render_block(customer=names.get(current), locale=locale)
         html = render_template_string(PAGE, block=block, shop=shop, customers=CUSTOMERS, current=current,
                                       locale=locale)
         resp = Response(html)
