@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser import FLAGS, Browser  # noqa: E402  (the browser harness the tests use)
-from tests.test_dev_run import Run, dev_env, free_ports  # noqa: E402
+from tests.browser import FLAGS, Browser  # the browser harness the tests use
+from tests.test_dev_run import Run, dev_env, free_ports
 
 LIGHTHOUSE = ROOT / "node_modules" / ".bin" / "lighthouse"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -86,7 +86,8 @@ def test_each_page_is_its_own_document_with_the_app_bridge_nav(admin_page, tmp_p
     for path, title in PAGES.items():
         browser.page(path)
         assert browser.eval("document.querySelector('s-page').getAttribute('heading')") == title
-        nav = browser.eval("Array.from(document.querySelectorAll('s-app-nav s-link')).map(a => [a.getAttribute('href'), a.textContent])")
+        nav = browser.eval("Array.from(document.querySelectorAll('s-app-nav s-link'))"
+                           ".map(a => [a.getAttribute('href'), a.textContent])")
         assert nav == [[p, t] for p, t in PAGES.items()]
         # Without App Bridge the same list is on the page, each link keeping the session's query.
         fallback = browser.eval("Array.from(document.querySelectorAll('[data-fallback-nav] a')).map(a => a.href)")
@@ -115,7 +116,8 @@ def test_customers_are_shown_by_their_shopify_name_with_a_link(admin_page, shopi
     shopify_em[0].add_customer(SHOP, 8840734670934, firstName="太郎", lastName="山田")
     browser.page("/members")
     browser.wait_for("!!document.querySelector('[data-problems] [data-customer] a')")
-    link = browser.eval("(a => [a.textContent, a.href, a.target])(document.querySelector('[data-problems] [data-customer] a'))")
+    link = browser.eval("(a => [a.textContent, a.href, a.target])"
+                        "(document.querySelector('[data-problems] [data-customer] a'))")
     assert link == ["太郎 山田", "https://admin.shopify.com/store/pointbridge-test/customers/8840734670934", "_top"]
 
 

@@ -84,7 +84,7 @@ def open_block(browser, url, customer, locale, state):
     ("ja", "ログインしてポイントを確認", "会員の方はここで保有ポイントを確認し"),
     ("en", "Sign in to see your points", "Members see their point balance here")])
 def test_guest(site, browser, tmp_path, locale, says, intro):
-    em, _, url = site
+    _, _, url = site
     browser.open(f"{url}/?customer=&locale={locale}")
     text = visible_text(browser)
     assert intro in text and says in text
@@ -168,7 +168,8 @@ def test_stale(site, browser, tmp_path, locale, says, paused):
     shot(browser, tmp_path, f"stale-{locale}")
 
 
-@pytest.mark.parametrize("locale, says", [("ja", "100 pt 以上でご指定ください。"), ("en", "Please use at least 100 points.")])
+@pytest.mark.parametrize("locale, says", [("ja", "100 pt 以上でご指定ください。"),
+                                          ("en", "Please use at least 100 points.")])
 def test_fewer_than_the_minimum_says_at_least(site, browser, tmp_path, locale, says):
     em, _, url = site
     open_block(browser, url, TARO, locale, "ready")

@@ -48,10 +48,10 @@ def test_stand_in_state_pages_are_indented_with_real_japanese():
     seed(smaregi, shopify, config.smaregi_contract_id)
     app = smaregi.create_app()
     readable_state_pages(app)
-    with serve_in_thread(app) as base:
-        with urllib.request.urlopen(f"{base}/_emulator/{config.smaregi_contract_id}/members") as response:
-            text = response.read().decode()
-            assert response.headers["Content-Type"].startswith("application/json")
+    with serve_in_thread(app) as base, \
+            urllib.request.urlopen(f"{base}/_emulator/{config.smaregi_contract_id}/members") as response:
+        text = response.read().decode()
+        assert response.headers["Content-Type"].startswith("application/json")
     assert "山田" in text and "\\u" not in text
     assert text.count("\n") > 20
     assert json.loads(text)[0]["lastName"] == "山田"

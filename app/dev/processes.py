@@ -7,6 +7,7 @@ On Linux each child also gets SIGTERM if the runner itself dies, so nothing outl
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,10 +107,8 @@ class ProcessGroup:
 
     def _signal(self, sig: int) -> None:
         if self.pgid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pgid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(sig)
@@ -128,7 +127,5 @@ class ProcessGroup:
         if self._alive():
             self._signal(signal.SIGKILL)
         for p in self.procs.values():
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass

@@ -96,7 +96,7 @@ class RunLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = open(self.path, "a+")
+        self.handle = open(self.path, "a+")  # noqa: SIM115 (held open: the lock lives as long as the file)
         try:
             import fcntl
         except ImportError:  # Windows: the port check below still stops a second copy

@@ -58,7 +58,7 @@ def main() -> None:
     if args.state_dir:
         files = [StateFile(smaregi, args.state_dir / "smaregi.json"), StateFile(shopify, args.state_dir / "shopify.json")]
         restored = all([f.load() for f in files])
-        for app, state in zip((smaregi_app, shopify_app), files):
+        for app, state in zip((smaregi_app, shopify_app), files, strict=True):
             save_after_changes(app, state)
     if not args.no_seed and not restored:
         seed(smaregi, shopify, config.smaregi_contract_id)
