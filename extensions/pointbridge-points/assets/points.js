@@ -25,7 +25,7 @@ function Block(card) {
  this.num = new Intl.NumberFormat(tag);
  this.yen = new Intl.NumberFormat(tag, { style: 'currency', currency: 'JPY' });
  this.day = new Intl.DateTimeFormat(tag, { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' });
- this.time = new Intl.DateTimeFormat(tag, { dateStyle: 'medium', timeStyle: 'short' });
+ this.tag = tag;
  this.key = null; /* idempotency key, kept until a definite answer */
  var self = this;
  this.q('reload').addEventListener('click', function () { self.load(); });
@@ -83,7 +83,7 @@ P.show = function (d) {
  rank.textContent = d.member.rank_label || '';
  rank.parentNode.hidden = !d.member.rank_label;
  stale.hidden = !d.stale;
- if (d.stale) stale.textContent = fill(this.s.stale, { time: this.time.format(new Date(d.as_of)) });
+ if (d.stale) stale.textContent = fill(this.s.stale, { time: new Intl.DateTimeFormat(this.tag, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(d.as_of)) });
  list.textContent = '';
  if (!d.history.length) list.appendChild(el('li', 'history-item muted', this.s.no_history));
  d.history.forEach(function (h) {
