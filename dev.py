@@ -4,6 +4,7 @@
     python3 dev.py run     # web + worker + Smaregi/Shopify stand-ins + dev storefront, on SQLite
     python3 dev.py test    # the test suite (Postgres tests run when Postgres answers)
     python3 dev.py serve   # web + worker only, for `shopify app dev` (real Shopify, your settings)
+    python3 dev.py cli …   # the operations CLI (`python -m app.cli …`) against the dev database
 
 Both create `.venv/` from the hash-pinned `requirements.lock` and `requirements-dev.lock` on first
 use (and again whenever either changes), so nobody activates a virtualenv or installs a package by
@@ -74,7 +75,7 @@ def _quiet(command: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "setup", "serve"}:
+    if not argv or argv[0] not in {"run", "test", "setup", "serve", "cli"}:
         print(__doc__.strip())
         return 2
     python = ensure_venv()
@@ -86,9 +87,12 @@ def main(argv: list[str]) -> int:
         ensure_node_modules()
         return subprocess.call([str(python), "-m", "pytest", *rest])
     env = {**os.environ, "POINTBRIDGE_ENV": os.environ.get("POINTBRIDGE_ENV", "development")}
-    if command == "serve":
-        return subprocess.call([str(python), "-m", "app.dev.run", "--no-stand-ins", *rest], env=env)
-    return subprocess.call([str(python), "-m", "app.dev.run", *rest], env=env)
+    module = {"run": ["app.dev.run"], "serve": ["app.dev.run", "--no-stand-ins"], "cli": ["app.cli"]}[command]
+    args = [str(python), "-m", *module, *rest]
+    if os.name == "posix":
+        # Become the runner rather than wrap it: Ctrl-C and SIGTERM to this pid reach it directly.
+        os.execve(str(python), args, env)
+    return subprocess.call(args, env=env)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from .services import Services
 def create_app(config: Config | None = None, services: Services | None = None) -> Flask:
     """Application factory. Config errors raise ConfigError (one line naming the variable)."""
     config = config or (services.config if services else load_config())
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     app = Flask(__name__, instance_relative_config=False)
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # webhooks and proxy bodies are small
     app.extensions["pointbridge"] = services or Services.build(config)

@@ -1,19 +1,13 @@
 """`python -m app.cli …` (also installed as `pointbridge`): migrations, the worker, sync operations."""
 from __future__ import annotations
 
-import sys
-
 import click
 
-from .config import ConfigError, load_config
+from .startup import check_startup
 
 
 def _config():
-    try:
-        return load_config()
-    except ConfigError as exc:
-        click.echo(f"pointbridge: configuration error: {exc}", err=True)
-        sys.exit(2)
+    return check_startup()
 
 
 @click.group()
@@ -49,7 +43,7 @@ def _services():
     from .services import Services
 
     config = _config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     return Services.build(config)
 
 

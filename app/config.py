@@ -13,6 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SQLITE_PATH = ROOT / "instance" / "pointbridge.db"
@@ -80,6 +82,12 @@ class Config:
     port: int = 8000
     log_level: str = "INFO"
     smaregi_webhook_secret: str | None = None  # unset: POST /smaregi/webhooks answers 404
+    web_concurrency: int = 2
+    web_threads: int = 32
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
 
     @property
     def is_postgres(self) -> bool:
@@ -184,6 +192,10 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     database_url = normalize_database_url(database_url)
     if not (database_url.startswith("postgresql+psycopg://") or database_url.startswith("sqlite:")):
         raise ConfigError("DATABASE_URL", "must be a postgres://, postgresql:// or sqlite:/// URL")
+    try:
+        make_url(database_url)
+    except (ValueError, ArgumentError):
+        raise ConfigError("DATABASE_URL", "is not a valid database URL (scheme://user:password@host:port/name)") from None
 
     smaregi_env = read.text("SMAREGI_ENV", default="sandbox").lower()
     if smaregi_env not in SMAREGI_BASES:
@@ -203,6 +215,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
     if webhook_secret and not re.fullmatch(r"[!-~]+", webhook_secret):
         # Smaregi sends it as an HTTP header value: visible ASCII, no spaces.
         raise ConfigError("SMAREGI_WEBHOOK_SECRET", "must be visible ASCII characters without spaces")
+    log_level = (read.text("LOG_LEVEL", default="INFO") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {log_level.lower()!r}")
 
     return Config(
         environment=environment,
@@ -239,6 +254,29 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             coupon_return_unused=read.boolean("COUPON_RETURN_UNUSED", True),
         ),
         port=port,
-        log_level=(read.text("LOG_LEVEL", default="INFO") or "INFO").upper(),
+        web_concurrency=read.integer("WEB_CONCURRENCY", 2),
+        web_threads=read.integer("WEB_THREADS", 32),
+        log_level=log_level,
         smaregi_webhook_secret=webhook_secret,
     )
+
+
+# `dev.py run` only: where the local processes listen, each movable when something else holds it.
+DEV_PORT_VARIABLES = {"web": "POINTBRIDGE_WEB_PORT", "smaregi": "POINTBRIDGE_SMAREGI_PORT",
+                      "shopify": "POINTBRIDGE_SHOPIFY_PORT", "storefront": "POINTBRIDGE_STOREFRONT_PORT"}
+DEV_PORT_DEFAULTS = {"web": 8000, "smaregi": 8101, "shopify": 8102, "storefront": 8103}
+
+
+def load_dev_ports(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """The dev runner's ports; the web one also answers to PORT (as gunicorn's does in production)."""
+    env = os.environ if env is None else env
+    read = _Reader(env, development=True)
+    ports = {}
+    for name, variable in DEV_PORT_VARIABLES.items():
+        default = DEV_PORT_DEFAULTS[name]
+        if name == "web" and not env.get(variable, "").strip():
+            variable, default = "PORT", read.integer(variable, default)
+        ports[name] = read.integer(variable, default)
+        if ports[name] > 65535:
+            raise ConfigError(variable, f"must be a port number (1-65535), got {ports[name]}")
+    return ports

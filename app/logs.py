@@ -1,6 +1,9 @@
-"""Structured JSON logs. Callers pass ids as `extra` fields; personal data never goes in a log.
+"""Structured logs. Callers pass ids as `extra` fields; personal data never goes in a log.
 
     log.info("member.created", extra={"shop_id": 3, "link_id": 42, "smaregi_customer_id": "123"})
+
+Production writes one JSON object a line (for the log host); development writes the same event as
+one short human line (`12:03:04 info  sync.worker  member.created shop_id=3 link_id=42`).
 
 Callers slip, and libraries do not know our rules (a database error quotes the row it refused, an
 HTTP error the URL it called), so every record passes `PersonalDataFilter` on its way out: e-mail
@@ -68,6 +71,11 @@ class PersonalDataFilter(logging.Filter):
         return True
 
 
+def _fields(record: logging.LogRecord) -> dict:
+    return {key: value for key, value in record.__dict__.items()
+            if key not in _STANDARD and key not in _NEVER_LOGGED and not key.startswith("_")}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -76,9 +84,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and key not in _NEVER_LOGGED and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_fields(record))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         elif record.exc_text:  # already formatted (and scrubbed) by PersonalDataFilter
@@ -86,13 +92,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str = "INFO") -> None:
+class HumanFormatter(logging.Formatter):
+    """Development: the event and its ids on one short line; a traceback only for real errors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        logger = record.name.removeprefix("app.")
+        ids = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        line = f"{stamp} {record.levelname.lower():7} {logger:16} {record.getMessage()}" + (f" {ids}" if ids else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "INFO", development: bool = False) -> None:
+    formatter_class = HumanFormatter if development else JsonFormatter
     root = logging.getLogger()
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+    if any(type(h.formatter) is formatter_class for h in root.handlers):
         root.setLevel(level)
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter_class())
     handler.addFilter(PersonalDataFilter())
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -138,30 +138,36 @@ def test_connection(services: Services, shop: AdminShop) -> dict[str, Any]:
     """Each check in plain words, so the merchant knows what to fix."""
     contract = connect.connection(services, shop.shop_id)["contract_id"]
     if not contract:
-        return {"ok": False, "checks": [{"name": "contract", "ok": False,
+        return {"ok": False, "checks": [{"name": "contract", "ok": False, "code": "contract_missing", "params": {},
                                          "message": "Connect Smaregi first (sign in with your Smaregi account)."}]}
     client = services.smaregi.contract(contract)
     deadline = time.monotonic() + 10
     checks: list[dict[str, Any]] = []
 
+    # `code` and `params` let the admin say each result in its own language; `message` is the English.
     def check(name: str, call, ok_message: str) -> Any:
+        params: dict[str, Any] = {}
         try:
             result = call()
         except SmaregiUnauthorized:
-            message = "Smaregi refused the app's client ID or secret (SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET)."
+            code, message = "bad_credentials", ("Smaregi refused the app's client ID or secret "
+                                                "(SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET).")
         except SmaregiNotFound:
+            code, params = "unknown_contract", {"contract": contract}
             message = f"Smaregi does not know the contract ID {contract}. Check it in Smaregi's admin (契約ID)."
         except SmaregiForbidden:
+            code = "plan_or_scope"
             message = ("Smaregi refused access to members and points: the plan must be Premium Plus, Food Business "
                        "or Retail Business, and the app needs the pos.customers scopes approved.")
         except SmaregiBadRequest as exc:
+            code, params = "refused", {"detail": exc.detail or exc.title}
             message = f"Smaregi refused the request: {exc.detail or exc.title} (a scope may not be approved yet)."
         except SmaregiError:
-            message = "Smaregi did not answer. Try again in a moment."
+            code, message = "no_answer", "Smaregi did not answer. Try again in a moment."
         else:
-            checks.append({"name": name, "ok": True, "message": ok_message})
+            checks.append({"name": name, "ok": True, "code": f"ok_{name}", "params": {}, "message": ok_message})
             return result
-        checks.append({"name": name, "ok": False, "message": message})
+        checks.append({"name": name, "ok": False, "code": code, "params": params, "message": message})
         return None
 
     check("credentials", lambda: client.s.tokens.get(contract, deadline), "The app signed in to your contract.")
@@ -175,7 +181,8 @@ def test_connection(services: Services, shop: AdminShop) -> dict[str, Any]:
                              ("lastName", "firstName", "customerCode", "mailAddress", "phoneNumber", "postCode",
                               "address"))
         if unsupported:
-            checks[-1] = {"name": "required_fields", "ok": False,
+            checks[-1] = {"name": "required_fields", "ok": False, "code": "unsupported_fields",
+                          "params": {"fields": ", ".join(unsupported)},
                           "message": "Smaregi requires fields Shopify does not have: " + ", ".join(unsupported)
                                      + ". New online customers cannot become members until these are optional "
                                        "(会員必須項目設定)."}

@@ -1,14 +1,12 @@
 """App Home in headless Chromium, with App Bridge stubbed and Shopify's CDN unreachable."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from app import create_app
 from app.dev.signing import app_home_id_token
+from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
-from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer
@@ -29,8 +27,13 @@ def admin_page(services, smaregi_em, browser):
     with serving(create_app(services=services)) as url:
         # What App Bridge provides: a fresh session token per request.
         browser.before_scripts(f"window.shopify = {{ idToken: () => Promise.resolve({token()!r}) }};")
-        browser.open(f"{url}/?shop={SHOP}&host=x&locale=ja&id_token={token()}")
-        browser.wait_for("document.body.dataset.ready === '1'")
+
+        def page(path: str, locale: str = "ja"):
+            browser.open(f"{url}{path}?shop={SHOP}&host=x&locale={locale}&id_token={token()}")
+            browser.wait_for("document.body.dataset.ready === '1'")
+
+        browser.page = page
+        page("/")
         yield browser, smaregi_em[0]
 
 
@@ -38,12 +41,14 @@ def test_dashboard_and_failures_render_in_japanese(admin_page):
     browser, _ = admin_page
     dashboard = browser.text("[data-dashboard]")
     assert "失敗" in dashboard and "本日の交換" in dashboard
+    browser.page("/members")
     problems = browser.text("[data-problems]")
     assert "8840734670934" in problems and "birthDate" in problems and "再試行" in problems
 
 
 def test_settings_errors_show_next_to_the_field_and_a_fix_saves(admin_page):
     browser, _ = admin_page
+    browser.page("/rules")
     browser.eval("document.getElementById('points_minimum').value = '150'")
     browser.click("[data-rules-form] button[type=submit]")
     browser.wait_for("document.querySelector('[data-error=points_minimum]').textContent.length > 0")
@@ -57,6 +62,7 @@ def test_settings_errors_show_next_to_the_field_and_a_fix_saves(admin_page):
 def test_retry_from_the_page_resyncs_once_the_cause_is_fixed(admin_page, services):
     browser, em = admin_page
     em.contracts[CONTRACT].required_columns.clear()
+    browser.page("/members")
     browser.click("[data-retry-all]")
     browser.wait_for("!document.querySelector('[data-problems]').innerText.includes('birthDate')")
     Worker(services, "w").drain()
@@ -65,27 +71,58 @@ def test_retry_from_the_page_resyncs_once_the_cause_is_fixed(admin_page, service
 
 def test_connection_test_reports_each_check(admin_page):
     browser, _ = admin_page
+    browser.page("/connection")
     browser.click("[data-test-connection]")
     browser.wait_for("document.querySelectorAll('[data-checks] li').length === 3")
     assert "birthDate" in browser.text("[data-checks]")
 
 
-def test_connect_smaregi_sends_the_whole_tab_to_smaregi_and_shows_the_proven_contract(admin_page, services):
-    from .smaregi_connect_support import sign_in
+PAGES = {"/": "ダッシュボード", "/connection": "スマレジ接続", "/rules": "ポイント設定", "/members": "会員と同期エラー",
+         "/coupons": "クーポンとポイント履歴", "/data-requests": "顧客データの開示請求"}
 
-    browser, em = admin_page
-    section = browser.text("#setup")
-    assert f"接続中の契約ID：{CONTRACT}" in section and "SMAREGI_CONTRACT_ID" in section
-    assert "JPY" in section and "Asia/Tokyo" in section and "契約ID" not in browser.eval(
-        "Array.from(document.querySelectorAll('#setup input')).map(i => i.name).join(',')")
-    browser.eval("window.open = function (url, target) { window.__opened = [url, target]; }")
-    browser.click("[data-connect-smaregi]")
-    url, target = browser.wait_for("window.__opened")
-    assert target == "_top" and url.startswith(f"{services.smaregi.id_base}/authorize?")
-    em.signin_contract = "sb_proven01"
-    assert create_app(services=services).test_client().get(sign_in(url)).status_code == 200
-    browser.eval("setTimeout(function () { location.reload(); }, 0)")
-    time.sleep(0.5)
-    browser.wait_for("document.body.dataset.ready === '1' && "
-                     "document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
-    assert "スマレジへのログインで確認済み" in browser.text("#setup")
+
+def test_each_page_is_its_own_document_with_the_app_bridge_nav(admin_page, tmp_path):
+    browser, _ = admin_page
+    for path, title in PAGES.items():
+        browser.page(path)
+        assert browser.eval("document.querySelector('s-page').getAttribute('heading')") == title
+        nav = browser.eval("Array.from(document.querySelectorAll('s-app-nav s-link'))"
+                           ".map(a => [a.getAttribute('href'), a.textContent])")
+        assert nav == [[p, t] for p, t in PAGES.items()]
+        # Without App Bridge the same list is on the page, each link keeping the session's query.
+        fallback = browser.eval("Array.from(document.querySelectorAll('[data-fallback-nav] a')).map(a => a.href)")
+        assert len(fallback) == 6 and all("id_token=" in href and "locale=ja" in href for href in fallback)
+        assert browser.eval("document.querySelector('[data-fallback-nav] [aria-current]').textContent") == title
+        browser.screenshot(str(tmp_path / f"admin{path.replace('/', '-')}.png"))
+
+
+def test_connection_results_and_filters_are_in_japanese(admin_page):
+    browser, _ = admin_page
+    browser.page("/connection")
+    browser.click("[data-test-connection]")
+    browser.wait_for("document.querySelectorAll('[data-checks] li').length === 3")
+    checks = browser.text("[data-checks]")
+    assert "アプリが契約にログインできました。" in checks and "会員とポイントを読み取れます。" in checks
+    assert "スマレジで Shopify にない項目が必須になっています：birthDate" in checks
+    assert "The app signed in" not in checks and "Smaregi requires" not in checks
+    browser.page("/coupons")
+    options = browser.eval("Array.from(document.querySelectorAll('[data-conv-status] option')).map(o => o.textContent)")
+    assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中"]
+    assert not any("_" in o for o in options)
+
+
+def test_customers_are_shown_by_their_shopify_name_with_a_link(admin_page, shopify_em):
+    browser, _ = admin_page
+    shopify_em[0].add_customer(SHOP, 8840734670934, firstName="太郎", lastName="山田")
+    browser.page("/members")
+    browser.wait_for("!!document.querySelector('[data-problems] [data-customer] a')")
+    link = browser.eval("(a => [a.textContent, a.href, a.target])"
+                        "(document.querySelector('[data-problems] [data-customer] a'))")
+    assert link == ["太郎 山田", "https://admin.shopify.com/store/pointbridge-test/customers/8840734670934", "_top"]
+
+
+def test_a_customer_shopify_no_longer_has_shows_as_an_id(admin_page, shopify_em):
+    browser, _ = admin_page
+    shopify_em[0].shops[SHOP].customers.clear()
+    browser.page("/members")
+    assert browser.text("[data-problems] [data-customer]") == "顧客 8840734670934"

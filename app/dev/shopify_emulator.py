@@ -9,8 +9,8 @@ routes there: `/{shop}/admin/oauth/access_token`, `/{shop}/admin/api/{version}/g
   working until the new access token is first used (Shopify's "resilient refresh");
 - GraphQL: discountCodeBasicCreate (duplicate code → TAKEN userError), discountCodeDelete,
   discountCodeDeactivate, codeDiscountNodeByCode (with asyncUsageCount; `use_code` redeems one),
-  metafieldsSet (with compareDigest), customer, shop { currencyCode ianaTimezone } (set per shop
-  with `set_profile`);
+  metafieldsSet (with compareDigest), customer, nodes(ids:) for customers' display names,
+  shop { currencyCode ianaTimezone } (set per shop with `set_profile`);
 - bulk operations: bulkOperationRunQuery (one running query per shop; a second is refused with
   the userError Shopify gives), `node(id:)` / currentBulkOperation polling, and at completion a
   JSONL file of the shop's customers behind a URL (one line per customer: the nested
@@ -282,6 +282,9 @@ class ShopifyEmulator:
                 "status": d["status"], "asyncUsageCount": d.get("used", 0)}} if d else None}
         if "metafieldsSet" in query:
             return {"metafieldsSet": self._metafields_set(s, arg("metafieldsSet", "metafields"))}
+        if re.search(r"\bnodes\s*\(", query):
+            ids = arg("nodes", "ids", [])
+            return {"nodes": [self._customer_node(s.customers.get(gid)) for gid in ids]}
         if re.search(r"\bcustomer\s*\(", query):
             gid = arg("customer", "id")
             c = s.customers.get(gid)
@@ -295,6 +298,14 @@ class ShopifyEmulator:
         if re.search(r"\bshop\s*\{", query):
             return {"shop": {"currencyCode": s.currency, "ianaTimezone": s.timezone}}
         raise ValueError("operation not emulated")
+
+    @staticmethod
+    def _customer_node(c: dict[str, Any] | None) -> dict[str, Any] | None:
+        if c is None:
+            return None  # Shopify answers null for an id it does not have (deleted, or another shop's)
+        name = " ".join(p for p in (c.get("firstName"), c.get("lastName")) if p)
+        email = (c.get("defaultEmailAddress") or {}).get("emailAddress")
+        return {"id": c["id"], "legacyResourceId": c["legacyResourceId"], "displayName": name or email or ""}
 
     def _create_discount(self, s: ShopState, d: dict[str, Any]) -> dict[str, Any]:
         errors = []

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import threading
+from pathlib import Path
 
 from ..config import load_config
 from ..logs import configure_logging
+from .persist import StateFile, save_after_changes
 from .seed import seed
 from .serving import serve_in_thread
 from .shopify_emulator import ShopifyEmulator
@@ -21,6 +24,21 @@ def build(config, reads_per_s: int | None = None, writes_per_s: int | None = Non
     return smaregi, shopify
 
 
+def readable_state_pages(app) -> None:
+    """The /_emulator/ pages a person opens from the banner: indented, with Japanese as Japanese."""
+
+    @app.after_request
+    def _pretty(response):
+        from flask import request
+
+        if request.path.startswith("/_emulator/") and response.mimetype == "application/json":
+            body = json.loads(response.get_data())
+            response.set_data(json.dumps(body, ensure_ascii=False, indent=2) + "\n")
+            response.mimetype = "application/json"
+            response.charset = "utf-8"
+        return response
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smaregi-port", type=int, required=True)
@@ -28,14 +46,26 @@ def main() -> None:
     parser.add_argument("--no-seed", action="store_true")
     parser.add_argument("--reads-per-s", type=int)
     parser.add_argument("--writes-per-s", type=int)
+    parser.add_argument("--state-dir", type=Path, help="keep each stand-in's state here across restarts")
     args = parser.parse_args()
     config = load_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
-    if not args.no_seed:
+    smaregi_app, shopify_app = smaregi.create_app(), shopify.create_app()
+    for app in (smaregi_app, shopify_app):
+        readable_state_pages(app)
+    restored = False
+    if args.state_dir:
+        files = [StateFile(smaregi, args.state_dir / "smaregi.json"), StateFile(shopify, args.state_dir / "shopify.json")]
+        restored = all([f.load() for f in files])
+        for app, state in zip((smaregi_app, shopify_app), files, strict=True):
+            save_after_changes(app, state)
+    if not args.no_seed and not restored:
         seed(smaregi, shopify, config.smaregi_contract_id)
-    with serve_in_thread(smaregi.create_app(), args.smaregi_port), \
-            serve_in_thread(shopify.create_app(), args.shopify_port):
+        if args.state_dir:
+            for state in files:
+                state.save()
+    with serve_in_thread(smaregi_app, args.smaregi_port), serve_in_thread(shopify_app, args.shopify_port):
         threading.Event().wait()  # until the dev runner or the benchmark stops this process
 
 

@@ -32,18 +32,21 @@ nav a{margin-right:1rem}nav a[aria-current]{font-weight:700}</style></head>
 </header><main>{{ block }}</main></body></html>"""
 
 
-def create_app(app_url: str, secret: str, shop: str = DEV_SHOP) -> Flask:
+def create_app(app_url: str, secret: str, shop: str = DEV_SHOP, extra_customers: dict | None = None) -> Flask:
+    """`extra_customers`: more signed-in customers to pick by id (tests), as Liquid's `customer`."""
     app = Flask("dev_storefront")
     http = requests.Session()
     names = {str(cid): {"id": cid, "first_name": first, "last_name": last, "name": f"{last} {first}"}
              for cid, first, last, _ in CUSTOMERS}
     names["8840734670999"] = {"id": 8840734670999, "first_name": "Guest", "last_name": "Visitor", "name": "Visitor"}
+    names.update(extra_customers or {})
 
     @app.get("/")
     def page():
         current = request.args.get("customer", request.cookies.get("dev_customer", ""))
         locale = request.args.get("locale", request.cookies.get("dev_locale", "ja"))
-        block = render_block(customer=names.get(current), locale=locale)
+        # ?block=0: the same page without the block, the baseline of bench/storefront.py.
+        block = "" if request.args.get("block") == "0" else render_block(customer=names.get(current), locale=locale)
         html = render_template_string(PAGE, block=block, shop=shop, customers=CUSTOMERS, current=current,
                                       locale=locale)
         resp = Response(html)
@@ -74,7 +77,7 @@ def create_app(app_url: str, secret: str, shop: str = DEV_SHOP) -> Flask:
 
 def main() -> None:
     config = load_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, development=config.is_development)
     port = int(os.environ.get("POINTBRIDGE_STOREFRONT_PORT", "8103"))
     app = create_app(f"http://127.0.0.1:{config.port}", config.shopify_api_secret)
     from werkzeug.serving import run_simple

@@ -130,6 +130,20 @@ def review(shop, conversion_id: str):
     return jsonify({"resolved": True})
 
 
+@bp.get("/customers")
+@authenticated
+def customers(shop):
+    """`?ids=1,2`: the names Shopify has for these customers, read now (not stored), with admin links."""
+    try:
+        ids = [int(i) for i in request.args.get("ids", "").split(",") if i.strip()]
+    except ValueError:
+        return jsonify({"error": {"code": "invalid_request", "message": "ids: comma-separated customer ids"}}), 400
+    from ..shopify.customers import customer_names
+
+    names = customer_names(services().admin, shop.domain, ids)
+    return jsonify({"customers": {str(n.customer_id): {"name": n.name, "admin_url": n.admin_url} for n in names}})
+
+
 @bp.get("/data-requests")
 @authenticated
 def data_requests(shop):

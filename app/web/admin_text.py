@@ -66,6 +66,20 @@ EN = {
     "finding_member_withdrawn": "The linked member was withdrawn in Smaregi",
     "finding_member_code_changed": "The member code was changed in Smaregi",
     "fix_adopt_code": "Use the new code", "fix_link_again": "Link the customer again",
+    "check_contract_missing": "Connect Smaregi first (sign in with your Smaregi account).",
+    "check_ok_credentials": "The app signed in to your contract.",
+    "check_ok_members": "Members and points can be read.",
+    "check_ok_required_fields": "Member fields checked.",
+    "check_bad_credentials": "Smaregi refused the app's client ID or secret (SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET).",
+    "check_unknown_contract": "Smaregi does not know the contract ID {contract}. Check it in Smaregi's admin (契約ID).",
+    "check_plan_or_scope": "Smaregi refused access to members and points: the plan must be Premium Plus, Food Business "
+                           "or Retail Business, and the app needs the pos.customers scopes approved.",
+    "check_refused": "Smaregi refused the request: {detail} (a scope may not be approved yet).",
+    "check_no_answer": "Smaregi did not answer. Try again in a moment.",
+    "check_unsupported_fields": "Smaregi requires fields Shopify does not have: {fields}. New online customers cannot "
+                                "become members until these are optional (会員必須項目設定).",
+    "all_statuses": "All statuses", "open_in_shopify": "Open in Shopify admin", "unknown_customer": "Customer {id}",
+    "members_and_failures": "Members and failed syncs", "coupons_and_movements": "Coupons and point movements",
 }
 
 JA = {
@@ -129,6 +143,20 @@ JA = {
     "finding_member_withdrawn": "連携した会員がスマレジで退会しています",
     "finding_member_code_changed": "スマレジで会員コードが変更されています",
     "fix_adopt_code": "新しいコードを使う", "fix_link_again": "顧客を再連携する",
+    "check_contract_missing": "先にスマレジと接続してください（スマレジのアカウントでログイン）。",
+    "check_ok_credentials": "アプリが契約にログインできました。",
+    "check_ok_members": "会員とポイントを読み取れます。",
+    "check_ok_required_fields": "会員の必須項目を確認しました。",
+    "check_bad_credentials": "スマレジがアプリのクライアントIDまたはシークレットを拒否しました（SMAREGI_CLIENT_ID / SMAREGI_CLIENT_SECRET）。",
+    "check_unknown_contract": "契約ID {contract} はスマレジに存在しません。スマレジの管理画面で契約IDをご確認ください。",
+    "check_plan_or_scope": "スマレジが会員・ポイントへのアクセスを拒否しました。プレミアムプラス・フードビジネス・リテールビジネスのいずれかの"
+                           "プランと、pos.customers スコープの承認が必要です。",
+    "check_refused": "スマレジがリクエストを拒否しました：{detail}（スコープが未承認の可能性があります）。",
+    "check_no_answer": "スマレジが応答しません。しばらくしてからもう一度お試しください。",
+    "check_unsupported_fields": "スマレジで Shopify にない項目が必須になっています：{fields}。会員必須項目設定で任意にするまで、"
+                                "オンラインの新規顧客は会員になれません。",
+    "all_statuses": "すべての状態", "open_in_shopify": "Shopify 管理画面で開く", "unknown_customer": "顧客 {id}",
+    "members_and_failures": "会員と同期エラー", "coupons_and_movements": "クーポンとポイント履歴",
 }
 
 

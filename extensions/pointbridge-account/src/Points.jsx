@@ -4,8 +4,9 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 
 import { createApi } from './api.js';
 import { APP_URL } from './app-url.js';
-import { createConversionFlow, limits } from './conversion.js';
+import { createConversionFlow } from './conversion.js';
 import { formatDate, formatPoints, formatSignedPoints, formatYen, language } from './format.js';
+import { balanceState, checkAmount, conversionState } from './states.js';
 
 export function useShopper() {
   const lang = language(shopify.localization?.language?.value?.isoCode);
@@ -31,14 +32,12 @@ export function useBalance(api) {
 }
 
 export function ErrorBanner({ error, t, onRetry }) {
-  const code = error?.code;
-  if (code === 'not_registered') return <s-banner tone="info">{t('notRegistered')}</s-banner>;
-  if (code === 'not_logged_in') return <s-banner tone="warning">{t('signedOut')}</s-banner>;
+  const state = balanceState({ error });
   return (
-    <s-banner tone="critical" heading={t('unavailable')}>
+    <s-banner tone={state.tone} heading={t(state.message)}>
       <s-stack gap="base">
-        <s-text>{t('checkInStore')}</s-text>
-        <s-button onClick={onRetry}>{t('reload')}</s-button>
+        {state.hint && <s-text>{t(state.hint)}</s-text>}
+        {state.retry && <s-button onClick={onRetry}>{t('reload')}</s-button>}
       </s-stack>
     </s-banner>
   );
@@ -56,7 +55,7 @@ export function Summary({ data, lang, t }) {
           {t('rank')}: {data.member.rank_label}
         </s-text>
       )}
-      {data.stale && <s-text tone="warning">{t('stale')}</s-text>}
+      {data.stale && <s-banner tone="warning">{t('stale')}</s-banner>}
     </s-stack>
   );
 }
@@ -78,16 +77,23 @@ export function ConversionForm({ api, data, lang, t, onConverted }) {
   const flow = useMemo(() => createConversionFlow({ api, newKey: () => crypto.randomUUID() }), [api]);
   const [state, setState] = useState(flow.state);
   useEffect(() => flow.subscribe(setState), [flow]);
-  const range = limits(data.points.balance, data.conversion);
+  const [problem, setProblem] = useState(null);
+  const view = conversionState(data);
   useEffect(() => {
-    if (range.canConvert && state.points == null) flow.choose(range.min);
-  }, [range.canConvert]);
+    if (view.canConvert && state.points == null) flow.choose(view.range.min);
+  }, [view.canConvert]);
+  if (!view.canConvert) return <s-paragraph>{t(view.reason, view.vars)}</s-paragraph>;
+  const range = view.range;
 
   const submit = async () => {
+    const refused = checkAmount(state.points, data);
+    setProblem(refused);
+    if (refused) return;
     const done = await flow.submit();
     if (done.status === 'done') onConverted();
   };
-  const errorText = state.error && t(`errors.${state.error.code}`, {
+  const code = problem || (state.status === 'error' && state.error?.code);
+  const errorText = code && t(`errors.${code}`, {
     unit: data.conversion.unit, minimum: data.conversion.minimum,
   });
   return (
@@ -98,20 +104,22 @@ export function ConversionForm({ api, data, lang, t, onConverted }) {
         min={range.min}
         max={range.max}
         value={state.points ?? ''}
-        disabled={!range.canConvert || state.status === 'processing'}
-        onInput={(event) => flow.choose(Number(event.currentTarget.value))}
+        disabled={state.status === 'processing'}
+        onInput={(event) => { setProblem(null); flow.choose(Number(event.currentTarget.value)); }}
       />
-      <s-text>{t('convertValue', { amount: formatYen((state.points || 0) * data.conversion.yen_per_point, lang) })}</s-text>
+      {state.points > 0 && (
+        <s-text>{t('convertValue', { amount: formatYen(state.points * data.conversion.yen_per_point, lang) })}</s-text>
+      )}
       <s-text tone="neutral">
         {t('convertLimits', { unit: data.conversion.unit, minimum: data.conversion.minimum,
           remaining: data.conversion.remaining_today })}
       </s-text>
       <s-button variant="primary" loading={state.status === 'processing'}
-        disabled={!range.canConvert || state.status === 'processing'} onClick={submit}>
+        disabled={state.status === 'processing'} onClick={submit}>
         {state.status === 'processing' ? t('processing') : t('convertButton')}
       </s-button>
-      {state.status === 'error' && (
-        <s-banner tone="critical">{errorText?.startsWith('errors.') ? t('errors.generic') : errorText}</s-banner>
+      {errorText && (
+        <s-banner tone="critical">{errorText.startsWith('errors.') ? t('errors.generic') : errorText}</s-banner>
       )}
       {state.result && <CodeResult conversion={state.result} lang={lang} t={t} />}
     </s-stack>
