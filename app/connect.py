@@ -1,11 +1,13 @@
 """Connecting a shop to its Smaregi contract by proof (DESIGN "Connecting Smaregi").
 
 The merchant presses "Connect Smaregi" in the admin (`start`, on a verified admin session), signs
-in at Smaregi, and Smaregi sends the browser back to our callback (`finish`). That redirect carries
-no session token: its `state` is its only credential, so the state is unguessable (256 bits),
-stored only as a hash, bound to the shop it was issued to, valid for ten minutes and used once.
-PKCE ties the code to this start as well. The contract comes from Smaregi's user info; a contract
-id typed anywhere is never bound. Several shops may hold one contract (one merchant, several
+in at Smaregi, and Smaregi sends the browser back to our callback. The state is unguessable (256
+bits), stored only as a hash, bound to the shop it was issued to, valid for ten minutes and used
+once; PKCE ties the code to this start as well. The callback binds nothing: a sign-in link started
+by one shop could be sent to another merchant, who would sign in as themselves (login CSRF). So
+the callback hands the code on to the state's shop's own admin (`returned_to`), and only an admin
+session of that shop, in the browser that signed in, finishes (`finish`). The contract comes from
+Smaregi's user info; a contract id typed anywhere is never bound. Several shops may hold one contract (one merchant, several
 stores), but only each by its own sign-in; every proof is recorded (`smaregi_connections`).
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy import case, delete, select, update
 
+from .errors import AppError
 from .models import BalanceSnapshot, LinkState, MemberLink, Shop, SmaregiConnection, SmaregiSignInState, utcnow
 from .points.member import forget_settings
 from .services import Services
@@ -32,14 +35,18 @@ CALLBACK_PATH = "/smaregi/connect/callback"
 STATE_TTL = timedelta(minutes=10)
 
 
-class ConnectRefused(Exception):
-    """The callback proved nothing; nothing was bound. `reason` is a log code and picks the words
+class ConnectRefused(AppError):
+    """The sign-in proved nothing; nothing was bound. `reason` is a log code and picks the words
     the merchant sees; `shop_domain` is known only once a valid state was presented."""
+
+    code, status = "connect_refused", 400
 
     def __init__(self, reason: str, shop_domain: str | None = None):
         super().__init__(reason)
         self.reason = reason
         self.shop_domain = shop_domain
+        if reason == "smaregi_unavailable":
+            self.status = 502
 
 
 @dataclass(frozen=True)
@@ -71,25 +78,46 @@ def start(services: Services, shop_id: int) -> str:
                                                    redirect_uri=callback_url(services))
 
 
-def finish(services: Services, state: str | None, code: str | None, error: str | None) -> Connected:
-    """Smaregi's redirect back. Claims the state first (so it cannot be replayed, even by a
-    request racing this one), then has Smaregi confirm the code and name the contract."""
+def _refusal(known: SmaregiSignInState | None, shop_id: int | None) -> str:
+    if known is None:
+        return "unknown_state"
+    if shop_id is not None and known.shop_id != shop_id:
+        return "other_shop"
+    return "used_state" if known.used_at else "expired_state"
+
+
+def returned_to(services: Services, state: str | None) -> str:
+    """Smaregi's redirect back: the shop whose admin must finish this sign-in. Claims nothing."""
+    if not state:
+        raise ConnectRefused("no_state")
+    with services.db.transaction() as session:
+        known = session.get(SmaregiSignInState, _digest(state))
+        if known is None or known.used_at is not None or known.expires_at <= utcnow():
+            reason = _refusal(known, None)
+            log.warning("smaregi.connect_refused", extra={"reason": reason})
+            raise ConnectRefused(reason)
+        return session.scalar(select(Shop.domain).where(Shop.id == known.shop_id))
+
+
+def finish(services: Services, shop_id: int, state: str | None, code: str | None, error: str | None) -> Connected:
+    """In the admin of `shop_id` (a verified session), with what Smaregi's redirect carried. Claims
+    the state first (so it cannot be replayed, even by a request racing this one) and only for the
+    shop it was issued to, then has Smaregi confirm the code and name the contract."""
     if not state:
         raise ConnectRefused("no_state")
     now = utcnow()
     with services.db.transaction() as session:
         claimed = session.execute(
             update(SmaregiSignInState)
-            .where(SmaregiSignInState.state_hash == _digest(state), SmaregiSignInState.used_at.is_(None),
-                   SmaregiSignInState.expires_at > now)
+            .where(SmaregiSignInState.state_hash == _digest(state), SmaregiSignInState.shop_id == shop_id,
+                   SmaregiSignInState.used_at.is_(None), SmaregiSignInState.expires_at > now)
             .values(used_at=now)
-            .returning(SmaregiSignInState.shop_id, SmaregiSignInState.code_verifier_enc)).first()
+            .returning(SmaregiSignInState.code_verifier_enc)).first()
         if claimed is None:
-            known = session.get(SmaregiSignInState, _digest(state))
-            reason = "unknown_state" if known is None else "used_state" if known.used_at else "expired_state"
-            log.warning("smaregi.connect_refused", extra={"reason": reason})
+            reason = _refusal(session.get(SmaregiSignInState, _digest(state)), shop_id)
+            log.warning("smaregi.connect_refused", extra={"reason": reason, "shop_id": shop_id})
             raise ConnectRefused(reason)
-        shop_id, verifier_enc = claimed
+        verifier_enc = claimed[0]
         domain = session.scalar(select(Shop.domain).where(Shop.id == shop_id))
     if error or not code:
         log.info("smaregi.connect_refused", extra={"shop_id": shop_id, "reason": "denied"})

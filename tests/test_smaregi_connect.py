@@ -1,11 +1,12 @@
 """Connecting Smaregi by proof: the admin's Connect button, Smaregi's sign-in (the stand-in), the
-callback. Only a sign-in binds a contract; every refused attempt changes nothing."""
+callback, and the finish in the shop's own admin. Only a sign-in finished by the admin of the shop
+that started it binds a contract; every refused attempt changes nothing."""
 from __future__ import annotations
 
 import time
 import uuid
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 import pytest
@@ -17,7 +18,7 @@ from app.dev.signing import proxy_query
 from app.models import ScheduledJob, Shop, SmaregiConnection, SmaregiSignInState, utcnow
 
 from .conftest import CONTRACT, SHOP
-from .smaregi_connect_support import admin_token, connect, sign_in, start_connect
+from .smaregi_connect_support import admin_token, connect, finish_in_admin, sign_in, start_connect
 
 OTHER = "other-shop.myshopify.com"
 THEIRS = "sb_theirs01"
@@ -58,10 +59,14 @@ def test_a_sign_in_binds_the_contract_smaregi_names_and_records_the_proof(client
         assert stored.state_hash != query["state"][0] and query["state"][0] not in stored.code_verifier_enc
 
     em.signin_contract = THEIRS
-    resp = client.get(sign_in(url))
-    page = resp.get_data(as_text=True)
-    assert resp.status_code == 200 and THEIRS in page and resp.headers["Cache-Control"] == "no-store"
-    assert f"https://{SHOP}/admin/apps/{services.config.shopify_api_key}" in page
+    back = sign_in(url)
+    handed = client.get(back)  # the callback binds nothing: it sends the browser on to this shop's admin
+    assert handed.status_code == 302 and handed.headers["Cache-Control"] == "no-store"
+    assert handed.headers["Location"].startswith(
+        f"https://{SHOP}/admin/apps/{services.config.shopify_api_key}/connection?smaregi_state=")
+    assert settings(client, services)["smaregi_contract_source"] == "environment"
+    resp = finish_in_admin(client, services, back, SHOP)
+    assert resp.status_code == 200 and resp.json == {"contract_id": THEIRS, "changed": True}
     after = settings(client, services)
     assert (after["smaregi_contract_id"], after["smaregi_contract_source"]) == (THEIRS, "sign_in")
     assert after["smaregi_connected_at"]
@@ -118,8 +123,8 @@ def test_switching_contracts_matches_every_member_again_in_the_new_one(client, s
 
 
 # -- the callback: `state` is its only credential ---------------------------------------------------------------
-def callback(client, **params):
-    return client.get("/smaregi/connect/callback", query_string=params)
+def callback(client, services, **params):
+    return finish_in_admin(client, services, "/smaregi/connect/callback?" + urlencode(params), SHOP)
 
 
 @pytest.mark.parametrize("case", ["no_state", "forged", "expired", "reused", "wrong_state_fault", "denied",
@@ -130,41 +135,42 @@ def test_the_callback_refuses_anything_but_a_fresh_state_with_its_own_code(clien
     settings(client, services)  # the shop exists (App Home was opened)
     if case == "reused":
         back = sign_in(start_connect(client, services, SHOP))
-        assert client.get(back).status_code == 200
+        assert finish_in_admin(client, services, back, SHOP).status_code == 200
         with services.db.transaction() as s:
             s.execute(update(Shop).values(smaregi_contract_id=None))  # so a replay would show
     before = state_of(services)
     if case == "no_state":
         code = parse_qs(urlsplit(sign_in(start_connect(client, services, SHOP))).query)["code"][0]
         before = state_of(services)
-        resp = callback(client, code=code)
+        resp = callback(client, services, code=code)
     elif case == "forged":
-        resp = callback(client, code="x", state=uuid.uuid4().hex + uuid.uuid4().hex)
+        resp = callback(client, services, code="x", state=uuid.uuid4().hex + uuid.uuid4().hex)
     elif case == "expired":
         back = sign_in(start_connect(client, services, SHOP))
         with services.db.transaction() as s:
             s.execute(update(SmaregiSignInState).values(expires_at=utcnow() - timedelta(seconds=1)))
         before = state_of(services)
-        resp = client.get(back)
+        resp = finish_in_admin(client, services, back, SHOP)
     elif case == "reused":
-        resp = client.get(back)
+        resp = finish_in_admin(client, services, back, SHOP)
     elif case == "wrong_state_fault":
         em.signin_fault = "wrong_state"
-        resp = client.get(sign_in(start_connect(client, services, SHOP)))
+        resp = finish_in_admin(client, services, sign_in(start_connect(client, services, SHOP)), SHOP)
         before["states"] += 1
     elif case == "denied":
         em.signin_fault = "denied"
-        resp = client.get(sign_in(start_connect(client, services, SHOP)))
+        resp = finish_in_admin(client, services, sign_in(start_connect(client, services, SHOP)), SHOP)
         before["states"] += 1
     elif case == "another_sign_ins_code":
         first = parse_qs(urlsplit(sign_in(start_connect(client, services, SHOP))).query)
         second = parse_qs(urlsplit(start_connect(client, services, SHOP)).query)
         before["states"] += 2
-        resp = callback(client, code=first["code"][0], state=second["state"][0])  # PKCE: not this start's code
+        resp = callback(client, services, code=first["code"][0], state=second["state"][0])  # PKCE: not this start's code
     else:
         first = parse_qs(urlsplit(sign_in(start_connect(client, services, SHOP))).query)
         before["states"] += 1
-        resp = client.get(f"/smaregi/connect/callback?code={first['code'][0]}&state={first['state'][0]}&state=x")
+        resp = finish_in_admin(client, services, f"/smaregi/connect/callback?code={first['code'][0]}"
+                               f"&state={first['state'][0]}&state=x", SHOP)
     assert resp.status_code == 400
     assert THEIRS not in resp.get_data(as_text=True)
     assert state_of(services) == before
@@ -176,7 +182,8 @@ def test_a_state_binds_only_the_shop_it_was_issued_to(client, services, smaregi_
     em.signin_contract = THEIRS
     mine = sign_in(start_connect(client, services, SHOP))
     start_connect(client, services, OTHER)  # the other shop is mid-connect too
-    assert client.get(mine).status_code == 200
+    assert finish_in_admin(client, services, mine, OTHER).status_code == 400  # not the other shop's to finish
+    assert finish_in_admin(client, services, mine, SHOP).status_code == 200
     with services.db.transaction() as s:
         contracts = dict(s.execute(select(Shop.domain, Shop.smaregi_contract_id)).all())
     assert contracts == {SHOP: THEIRS, OTHER: None}
@@ -187,8 +194,8 @@ def test_smaregi_failing_mid_sign_in_binds_nothing_and_says_so(client, services,
     em.signin_contract = THEIRS
     back = sign_in(start_connect(client, services, SHOP))
     em.add_fault(match=r"GET /userinfo", status=503)
-    resp = client.get(back)
-    assert resp.status_code == 502 and 'data-outcome="smaregi_unavailable"' in resp.get_data(as_text=True)
+    resp = finish_in_admin(client, services, back, SHOP)
+    assert resp.status_code == 502 and resp.json["error"]["code"] == "connect_refused"
     assert settings(client, services)["smaregi_contract_id"] == CONTRACT
 
 
@@ -240,7 +247,7 @@ def test_connect_start_opens_only_with_this_shops_admin_session(client, services
 def test_another_shops_session_starts_a_sign_in_for_that_shop_only(client, services, smaregi_em):
     em, _ = smaregi_em
     em.signin_contract = THEIRS
-    assert client.get(sign_in(start_connect(client, services, OTHER))).status_code == 200
+    assert finish_in_admin(client, services, sign_in(start_connect(client, services, OTHER)), OTHER).status_code == 200
     with services.db.transaction() as s:
         contracts = dict(s.execute(select(Shop.domain, Shop.smaregi_contract_id)).all())
     assert contracts[OTHER] == THEIRS and contracts.get(SHOP) is None
@@ -290,7 +297,7 @@ def test_two_callbacks_racing_with_one_state_bind_once_and_reach_smaregi_once(pg
     def hit():
         client = app.test_client()
         barrier.wait()
-        statuses.append(client.get(back).status_code)
+        statuses.append(finish_in_admin(client, services, back, SHOP).status_code)
 
     threads = [threading.Thread(target=hit) for _ in range(2)]
     for t in threads:
@@ -300,3 +307,21 @@ def test_two_callbacks_racing_with_one_state_bind_once_and_reach_smaregi_once(pg
     assert sorted(statuses) == [200, 400]
     assert em.stats["requests"] - requests_before == 2  # one code exchange + one user info, from the winner
     assert state_of(services)["proofs"] == 1
+
+
+def test_a_sign_in_link_started_by_another_shop_never_binds_the_victims_contract(client, services, smaregi_em):
+    """Login CSRF (review R6): shop B's owner starts Connect and sends the Smaregi link to the merchant
+    of contract THEIRS, who signs in as themselves. Their browser is sent on to shop B's admin, where
+    they have no session; their own admin cannot finish B's sign-in either."""
+    em, _ = smaregi_em
+    settings(client, services)
+    url = start_connect(client, services, OTHER)  # the attacker's own shop and admin session
+    em.signin_contract = THEIRS
+    victim = create_app(services=services).test_client()
+    back = sign_in(url)
+    handed = victim.get(back)
+    assert handed.status_code == 302 and urlsplit(handed.headers["Location"]).netloc == OTHER
+    before = state_of(services)
+    assert finish_in_admin(victim, services, back, SHOP).status_code == 400  # the victim's own admin
+    assert victim.post("/admin/api/smaregi/connect/finish", json={"state": "x", "code": "y"}).status_code == 401
+    assert state_of(services) == before and before["contracts"].get(OTHER) is None

@@ -1,6 +1,8 @@
-"""Connect Smaregi: the admin's start (admin session token) and Smaregi's redirect back (its
-`state` is the only credential; see app/connect.py)."""
+"""Connect Smaregi: the admin's start and finish (admin session token) and Smaregi's redirect back
+in between, which only passes the browser on to the shop's admin (see app/connect.py)."""
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
@@ -11,8 +13,8 @@ from .admin_text import texts
 
 bp = Blueprint("smaregi_connect", __name__)
 
-# What the merchant reads on the page Smaregi sends them back to; the status says the same.
-REFUSED_STATUS = {"smaregi_unavailable": 502}
+# The URL holds a one-time code: never cached, never sent on as a Referer.
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @bp.post("/admin/api/smaregi/connect")
@@ -21,19 +23,35 @@ def start(shop):
     return jsonify({"authorize_url": connect.start(services(), shop.shop_id)})
 
 
+@bp.post("/admin/api/smaregi/connect/finish")
+@authenticated
+def finish(shop):
+    """App Home, opened by the callback's redirect, hands over what Smaregi sent back."""
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
+
+    def text(name: str) -> str | None:
+        value = body.get(name)
+        return value if isinstance(value, str) and 0 < len(value) <= 512 else None
+
+    done = connect.finish(services(), shop.shop_id, text("state"), text("code"), text("error"))
+    return jsonify({"contract_id": done.contract_id, "changed": done.changed})
+
+
 @bp.get(connect.CALLBACK_PATH)
 def callback():
-    lang, t = texts(request.accept_languages.best_match(["ja", "en"]) or "ja")
+    """Smaregi's redirect back. Binds nothing: it sends the browser to the admin of the shop that
+    started this sign-in, where only that shop's signed-in staff can finish it."""
     states = request.args.getlist("state")
-    status, shop, contract, outcome = 200, None, None, "connected"
     try:
-        done = connect.finish(services(), states[0] if len(states) == 1 else None, request.args.get("code"),
-                              request.args.get("error"))
-        shop, contract = done.shop_domain, done.contract_id
+        domain = connect.returned_to(services(), states[0] if len(states) == 1 else None)
     except connect.ConnectRefused as exc:
-        shop, outcome = exc.shop_domain, exc.reason
-        status = REFUSED_STATUS.get(exc.reason, 400)
-    back = f"https://{shop}/admin/apps/{services().config.shopify_api_key}" if shop else None
-    html = render_template("smaregi_connected.html", lang=lang, t=t, outcome=outcome, contract=contract, back=back)
-    # The URL held a one-time code: never cached, never sent on as a Referer.
-    return Response(html, status=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        lang, t = texts(request.accept_languages.best_match(["ja", "en"]) or "ja")
+        html = render_template("smaregi_connected.html", lang=lang, t=t, outcome=exc.reason, contract=None, back=None)
+        return Response(html, status=400, headers=NO_STORE)
+    handed = {"smaregi_state": states[0]}
+    for name in ("code", "error"):
+        if request.args.get(name):
+            handed[f"smaregi_{name}"] = request.args[name]
+    admin = f"https://{domain}/admin/apps/{services().config.shopify_api_key}/connection?{urlencode(handed)}"
+    return Response(status=302, headers={"Location": admin, **NO_STORE})
