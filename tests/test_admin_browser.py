@@ -1,12 +1,14 @@
 """App Home in headless Chromium, with App Bridge stubbed and Shopify's CDN unreachable."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import create_app
 from app.dev.signing import app_home_id_token
-from app.sync.intake import Delivery, record
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer
@@ -107,7 +109,8 @@ def test_connection_results_and_filters_are_in_japanese(admin_page):
     assert "The app signed in" not in checks and "Smaregi requires" not in checks
     browser.page("/coupons")
     options = browser.eval("Array.from(document.querySelectorAll('[data-conv-status] option')).map(o => o.textContent)")
-    assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中"]
+    assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中", "注文で使用済み",
+                       "返還済み（ポイント返還）", "期限切れ（ポイント返還）"]
     assert not any("_" in o for o in options)
 
 
@@ -126,3 +129,25 @@ def test_a_customer_shopify_no_longer_has_shows_as_an_id(admin_page, shopify_em)
     shopify_em[0].shops[SHOP].customers.clear()
     browser.page("/members")
     assert browser.text("[data-problems] [data-customer]") == "顧客 8840734670934"
+
+
+def test_connect_smaregi_sends_the_whole_tab_to_smaregi_and_shows_the_proven_contract(admin_page, services):
+    from .smaregi_connect_support import sign_in
+
+    browser, em = admin_page
+    browser.page("/connection")
+    section = browser.text("#setup")
+    assert f"接続中の契約ID：{CONTRACT}" in section and "SMAREGI_CONTRACT_ID" in section
+    assert "JPY" in section and "Asia/Tokyo" in section
+    assert browser.eval("document.querySelectorAll('#setup input').length") == 0  # no typed contract id
+    browser.eval("window.open = function (url, target) { window.__opened = [url, target]; }")
+    browser.click("[data-connect-smaregi]")
+    url, target = browser.wait_for("window.__opened")
+    assert target == "_top" and url.startswith(f"{services.smaregi.id_base}/authorize?")
+    em.signin_contract = "sb_proven01"
+    assert create_app(services=services).test_client().get(sign_in(url)).status_code == 200
+    browser.eval("setTimeout(function () { location.reload(); }, 0)")
+    time.sleep(0.5)
+    browser.wait_for("document.body.dataset.ready === '1' && "
+                     "document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
+    assert "スマレジへのログインで確認済み" in browser.text("#setup")
