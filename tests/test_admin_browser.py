@@ -1,12 +1,15 @@
 """App Home in headless Chromium, with App Bridge stubbed and Shopify's CDN unreachable."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from app import create_app
 from app.dev.signing import app_home_id_token
-from app.sync.intake import Delivery, record
+from app.sync import directory
 from app.sync.worker import Worker
+from app.webhooks.dispatch import Delivery, record
 
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer
@@ -15,8 +18,6 @@ from .helpers import customer
 @pytest.fixture
 def admin_page(services, smaregi_em, browser):
     smaregi_em[0].contracts[CONTRACT].required_columns["birthDate"] = "1"
-    from app.sync import directory
-
     directory.import_pages(services.db, services.smaregi.contract(CONTRACT))
     record(services.db, services.config, Delivery(SHOP, "customers/create", "w1", None, None, customer()))
     Worker(services, "w").drain()
@@ -107,7 +108,8 @@ def test_connection_results_and_filters_are_in_japanese(admin_page):
     assert "The app signed in" not in checks and "Smaregi requires" not in checks
     browser.page("/coupons")
     options = browser.eval("Array.from(document.querySelectorAll('[data-conv-status] option')).map(o => o.textContent)")
-    assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中"]
+    assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中", "注文で使用済み",
+                       "返還済み（ポイント返還）", "期限切れ（ポイント返還）"]
     assert not any("_" in o for o in options)
 
 
@@ -126,3 +128,84 @@ def test_a_customer_shopify_no_longer_has_shows_as_an_id(admin_page, shopify_em)
     shopify_em[0].shops[SHOP].customers.clear()
     browser.page("/members")
     assert browser.text("[data-problems] [data-customer]") == "顧客 8840734670934"
+
+
+def test_connect_smaregi_sends_the_whole_tab_to_smaregi_and_shows_the_proven_contract(admin_page, services):
+    from .smaregi_connect_support import sign_in
+
+    browser, em = admin_page
+    browser.page("/connection")
+    section = browser.text("#setup")
+    assert f"接続中の契約ID：{CONTRACT}" in section and "SMAREGI_CONTRACT_ID" in section
+    assert "JPY" in section and "Asia/Tokyo" in section
+    assert browser.eval("document.querySelectorAll('#setup input').length") == 0  # no typed contract id
+    browser.eval("window.open = function (url, target) { window.__opened = [url, target]; }")
+    browser.click("[data-connect-smaregi]")
+    url, target = browser.wait_for("window.__opened")
+    assert target == "_top" and url.startswith(f"{services.smaregi.id_base}/authorize?")
+    em.signin_contract = "sb_proven01"
+    assert create_app(services=services).test_client().get(sign_in(url)).status_code == 200
+    browser.eval("setTimeout(function () { location.reload(); }, 0)")
+    time.sleep(0.5)
+    browser.wait_for("document.body.dataset.ready === '1' && "
+                     "document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
+    assert "スマレジへのログインで確認済み" in browser.text("#setup")
+
+
+def test_a_held_customer_is_explained_and_the_merchant_chooses_the_member(admin_page, services):
+    from .test_email_linking import HANAKO, store_hanako, unverified
+    from .test_member_sync import drain, link_of, queue_customer
+
+    browser, em = admin_page
+    em.contracts[CONTRACT].required_columns.clear()
+    store = store_hanako(em)
+    directory.refresh_window(services.db, services.smaregi.contract(CONTRACT))  # the store member is known
+    queue_customer(services, unverified(email="hanako@example.com"))
+    drain(services)
+    browser.page("/")
+    held = browser.eval("Array.from(document.querySelectorAll('[data-dashboard] .stat'))"
+                        ".find(function (d) { return d.firstChild.textContent === '保留'; }).querySelector('b').textContent")
+    assert held == "1"
+    browser.page("/members")
+    problems = browser.text("[data-problems]")
+    assert "Shopifyでメールアドレスを確認していない" in problems and "S-000101 とつなぐ" in problems
+    browser.eval("Array.from(document.querySelectorAll('[data-problems] button'))"
+                 ".find(function (b) { return b.textContent === 'S-000101 とつなぐ'; }).click()")
+    browser.wait_for("!document.querySelector('[data-problems]').innerText.includes('S-000101')")
+    assert link_of(services, HANAKO).smaregi_customer_id == store["customerId"]
+
+
+def test_earning_rules_show_field_errors_then_save_and_the_summary_has_a_total(admin_page):
+    browser, _ = admin_page
+    browser.page("/rules")
+    assert browser.text("[data-earning] tr:first-child td:first-child") == "全顧客"
+    browser.eval("document.getElementById('earn_hold_days').value = ''")
+    browser.click("[data-earning-form] button[type=submit]")
+    browser.wait_for("document.querySelector('[data-earning-form] [data-error=earn_hold_days]').textContent.length > 0")
+    assert browser.text("[data-earning-form] [data-error=earn_hold_days]") == "整数で入力してください。"
+    assert browser.text("[data-earning-saved]") == "上の項目を修正してください。"
+    assert browser.text("[data-saved]") == ""  # the point rules' form is not touched
+    browser.eval("document.getElementById('earn_hold_days').value = '7';"
+                 "document.getElementById('earn_on').value = 'fulfilled'")
+    browser.click("[data-earning-form] button[type=submit]")
+    browser.wait_for("document.querySelector('[data-earning-saved]').textContent === '保存しました。'")
+    browser.page("/rules")
+    assert browser.eval("[document.getElementById('earn_hold_days').value, document.getElementById('earn_on').value]") \
+        == ["7", "fulfilled"]
+
+
+def test_a_member_withdrawn_at_the_register_is_listed_in_the_admins_words(admin_page, services):
+    from app.sync import operations, smaregi_events
+
+    browser, em = admin_page
+    em.contracts[CONTRACT].required_columns.clear()
+    operations.retry_failed(services.db)
+    Worker(services, "w").drain()
+    member = em.member_by_code(CONTRACT, "8840734670934")
+    em.edit_member(CONTRACT, member["customerId"], status="3")  # 退会 at the register
+    event = {"contractId": CONTRACT, "event": "pos:customers", "action": "edited", "customerIds": [member["customerId"]]}
+    smaregi_events.record(services.db, services.config, smaregi_events.parse({"Smaregi-Event-Id": "e1"}, event))
+    Worker(services, "w").drain()
+    browser.page("/members")
+    row = browser.text("[data-problems]")
+    assert "スマレジで退会" in row and "レジで会員が退会しました。" in row and "withdrawn" not in row

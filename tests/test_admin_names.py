@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import jwt
-import pytest
 from sqlalchemy import MetaData, select
 
 from app import create_app
@@ -59,8 +58,6 @@ def test_every_other_credential_is_refused(services, shopify_em):
         assert resp.status_code == 401 and "太郎" not in resp.get_data(as_text=True)
 
 
-@pytest.mark.xfail(reason="the shared App Home check accepts a customer-account token (no `iss`) today; "
-                          "h1-verify's one-verification-per-credential work closes it for every /admin/api path")
 def test_a_customer_account_token_is_refused(services, shopify_em):
     shopify_em[0].add_customer(SHOP, TARO, firstName="太郎", lastName="山田")
     client = _client(services)
@@ -97,7 +94,6 @@ def test_every_admin_page_verifies_its_id_token(services):
         assert good.status_code == 200 and "<s-app-nav>" in good.get_data(as_text=True)
 
 
-@pytest.mark.xfail(reason="App Home does not yet compare the id token's `dest` with `shop` (h1-verify's scope)")
 def test_another_shops_id_token_opens_no_admin_page(services):
     from app.web.app_home import PAGES
 

@@ -33,7 +33,7 @@ def admin_page(services, smaregi_em, browser):
 
     with serving(create_app(services=services)) as url:
         browser.before_scripts(f"window.shopify = {{ idToken: () => Promise.resolve({token()!r}) }};")
-        browser.open(f"{url}/?shop={SHOP}&host=x&locale=ja&id_token={token()}")
+        browser.open(f"{url}/coupons?shop={SHOP}&host=x&locale=ja&id_token={token()}")
         browser.wait_for("document.body.dataset.ready === '1'")
         yield browser
 

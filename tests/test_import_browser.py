@@ -28,7 +28,7 @@ def test_the_merchant_starts_the_import_and_follows_it_to_the_end(world, browser
     token = app_home_id_token(world.services.config.shopify_api_key, world.services.config.shopify_api_secret, SHOP,
                               ttl_s=300)
     browser.before_scripts(f"window.shopify = {{ idToken: () => Promise.resolve({token!r}) }};")
-    browser.open(f"{world.app_url}/?shop={SHOP}&host=x&locale={locale}&id_token={token}")
+    browser.open(f"{world.app_url}/members?shop={SHOP}&host=x&locale={locale}&id_token={token}")
     browser.wait_for("document.body.dataset.ready === '1'")
     browser.wait_for("document.querySelector('[data-import-state]').textContent.length > 0")
 

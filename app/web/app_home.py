@@ -39,7 +39,8 @@ PAGES = [
     AdminPage("/coupons", "coupons", "coupons_and_movements"),
     AdminPage("/data-requests", "data_requests", "privacy"),
 ]
-CONVERSION_STATUSES = ["completed", "needs_review", "failed", "deducting", "compensating"]
+CONVERSION_STATUSES = ["completed", "needs_review", "failed", "deducting", "compensating", "used", "returned",
+                       "expired"]
 
 
 def _as_response(res) -> Response:
