@@ -1,7 +1,7 @@
 """App Home in headless Chromium, with App Bridge stubbed and Shopify's CDN unreachable."""
 from __future__ import annotations
 
-import time
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,8 +29,9 @@ def admin_page(services, smaregi_em, browser):
         # What App Bridge provides: a fresh session token per request.
         browser.before_scripts(f"window.shopify = {{ idToken: () => Promise.resolve({token()!r}) }};")
 
-        def page(path: str, locale: str = "ja"):
-            browser.open(f"{url}{path}?shop={SHOP}&host=x&locale={locale}&id_token={token()}")
+        def page(path: str, locale: str = "ja", extra: str = ""):
+            query = f"shop={SHOP}&host=x&locale={locale}&id_token={token()}" + (f"&{extra}" if extra else "")
+            browser.open(f"{url}{path}?{query}")
             browser.wait_for("document.body.dataset.ready === '1'")
 
         browser.page = page
@@ -144,12 +145,15 @@ def test_connect_smaregi_sends_the_whole_tab_to_smaregi_and_shows_the_proven_con
     url, target = browser.wait_for("window.__opened")
     assert target == "_top" and url.startswith(f"{services.smaregi.id_base}/authorize?")
     em.signin_contract = "sb_proven01"
-    assert create_app(services=services).test_client().get(sign_in(url)).status_code == 200
-    browser.eval("setTimeout(function () { location.reload(); }, 0)")
-    time.sleep(0.5)
-    browser.wait_for("document.body.dataset.ready === '1' && "
-                     "document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
+    handed = create_app(services=services).test_client().get(sign_in(url))  # Smaregi's redirect back
+    assert handed.status_code == 302
+    admin = urlsplit(handed.headers["Location"])  # this shop's admin, its connection page
+    assert admin.netloc == SHOP and admin.path.endswith("/connection")
+    browser.page("/connection", extra=admin.query)  # as Shopify admin loads it, with the handed-over code
+    browser.wait_for("document.querySelector('[data-contract-status]').textContent.includes('sb_proven01')")
+    assert "sb_proven01" in browser.text("[data-connect-outcome]")
     assert "スマレジへのログインで確認済み" in browser.text("#setup")
+    assert "smaregi_code" not in browser.eval("location.search")  # the one-time code leaves the URL
 
 
 def test_a_held_customer_is_explained_and_the_merchant_chooses_the_member(admin_page, services):
