@@ -11,7 +11,7 @@ from sqlalchemy import String, case, cast, func, or_, select
 
 from . import connect
 from .models import Conversion, DataRequest, MemberLink, Order, PointMovement, Shop, ShopSettings, SmaregiContract, utcnow
-from .points.ledger import shop_today, shown_code
+from .points.ledger import ConversionStatus, shop_today, shown_code
 from .points.member import forget_settings
 from .services import Services
 from .settings import effective_settings
@@ -212,7 +212,7 @@ def dashboard(services: Services, shop: AdminShop) -> dict[str, Any]:
             Conversion.shop_id == shop.shop_id, Conversion.local_date == shop_today(settings),
             Conversion.status == "completed")).one()
         review = session.scalar(select(func.count()).select_from(Conversion).where(
-            Conversion.shop_id == shop.shop_id, Conversion.status == "needs_review"))
+            Conversion.shop_id == shop.shop_id, Conversion.status == ConversionStatus.NEEDS_REVIEW))
 
     def pct(q: float) -> int | None:
         return latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))] if latencies else None
@@ -262,7 +262,8 @@ def conversions(services: Services, shop: AdminShop, query: str = "", status: st
         rows = session.scalars(stmt.order_by(Conversion.created_at.desc()).limit(200)).all()
     return [{"id": c.id, "created_at": c.created_at.isoformat(), "customer_id": c.shopify_customer_id,
              "points": c.points, "amount": c.amount, "currency": c.currency, "code": shown_code(c), "status": c.status,
-             "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or []} for c in rows]
+             "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or [],
+             "order_name": c.order_name, "points_returned": c.points_returned or 0} for c in rows]
 
 
 def resolve_review(services: Services, shop: AdminShop, conversion_id: str, points_were_deducted: bool) -> bool:
@@ -271,7 +272,7 @@ def resolve_review(services: Services, shop: AdminShop, conversion_id: str, poin
     with services.db.transaction() as session:
         owned = session.scalar(select(Conversion.id).where(Conversion.id == conversion_id,
                                                            Conversion.shop_id == shop.shop_id,
-                                                           Conversion.status == "needs_review"))
+                                                           Conversion.status == ConversionStatus.NEEDS_REVIEW))
     if owned is None:
         return False
     Saga(services).resolve_review(conversion_id, points_were_deducted)
