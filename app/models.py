@@ -209,6 +209,8 @@ class MemberLink(Base):
     shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
     smaregi_customer_id: Mapped[str | None] = mapped_column(String(32))
     member_code: Mapped[str | None] = mapped_column(String(20))
+    # The store member's own code before linking rewrote it: its earlier transactions carry that code.
+    store_member_code: Mapped[str | None] = mapped_column(String(20))
     # What the customer looks like in Shopify now (personal data; cleared by customers/redact).
     desired: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     desired_hash: Mapped[str | None] = mapped_column(String(64))

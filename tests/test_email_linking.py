@@ -210,3 +210,20 @@ def test_the_admin_lists_a_held_customer_and_only_this_shop_can_link_it(services
                 json={"smaregi_customer_id": store["customerId"]}).json == {"resolved": True}
     drain(services)
     assert link_of(services, HANAKO).smaregi_customer_id == store["customerId"]
+
+
+def test_a_store_member_linked_by_email_keeps_their_store_history(services, smaregi_em):
+    """Linking rewrites the store member's code to the Shopify id; Smaregi files older transactions
+    under the old code, so the balance reads both (issue 11: the history vanished)."""
+    em, _ = smaregi_em
+    store = store_hanako(em)
+    em.add_sale(CONTRACT, store["customerId"], earned=120, total=12000)  # at the register, as S-000101
+    directory_ready(services)
+    queue_customer(services, {**unverified(email="hanako@example.com"), "verified_email": True})
+    drain(services)
+    assert em.contracts[CONTRACT].customers[store["customerId"]]["customerCode"] == str(HANAKO)
+    resp = create_app(services=services).test_client().get(
+        proxy_url(services.config.shopify_api_secret, "balance", HANAKO, extra={"locale": "en"}))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert {"label": "Store purchase", "points": 120} in [
+        {k: h[k] for k in ("label", "points")} for h in resp.json["history"]]

@@ -118,8 +118,11 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     member = find_member(client, ctx.customer_id, ctx.linked, deadline)
     now = utcnow()
     points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
-    history = _pool.submit(client.list_transactions, customer_code=member.code,
-                           updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
+    # Smaregi files transactions under the code the member had then: a store member linked by
+    # e-mail keeps their store history under the code linking replaced.
+    histories = [_pool.submit(client.list_transactions, customer_code=code,
+                              updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
+                 for code in dict.fromkeys(c for c in (member.code, member.earlier_code) if c)]
     # The rank is the member's current one: a linked member's comes from the directory when
     # Smaregi's webhooks keep it current, else from a live read beside the other two.
     live = (_pool.submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
@@ -128,7 +131,8 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     def remaining():
         return max(0.0, deadline - time.monotonic()) + 0.05
     balance: PointBalance | None = points.result(timeout=remaining())
-    transactions = history.result(timeout=remaining())
+    transactions = list({str(t.get("transactionHeadId")): t for h in histories
+                         for t in h.result(timeout=remaining())}.values())
     member = _current_member(services, ctx.settings.contract_id, member, live, remaining())
     return {
         "member": {"code": member.code, "rank": member.rank},

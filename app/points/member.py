@@ -31,6 +31,7 @@ class Member:
     code: str
     rank: str | None
     in_directory: bool = False  # rank and code come from the member directory (kept current by webhooks)
+    earlier_code: str | None = None  # a store member's code before linking replaced it (older history)
 
 
 def shop_and_settings(db: Database, config: Config, shop_domain: str) -> tuple[int, EffectiveSettings]:
@@ -69,6 +70,7 @@ def linked_member(session: Session, contract_id: str, shop_id: int, customer_id:
     A member withdrawn or deleted at the register is nobody's to show: NotRegistered."""
     row = session.execute(
         select(MemberLink.smaregi_customer_id, MemberLink.member_code, MemberLink.member_status,
+               MemberLink.store_member_code,
                DirectoryMember.rank, DirectoryMember.customer_code, DirectoryMember.id.label("listed"))
         .outerjoin(DirectoryMember, (DirectoryMember.contract_id == contract_id)
                    & (DirectoryMember.smaregi_customer_id == MemberLink.smaregi_customer_id))
@@ -79,8 +81,9 @@ def linked_member(session: Session, contract_id: str, shop_id: int, customer_id:
         return None
     if row.member_status in UNREGISTERED:
         raise NotRegistered()
-    return Member(row.smaregi_customer_id, row.customer_code or row.member_code or str(customer_id), row.rank,
-                  in_directory=row.listed is not None)
+    code = row.customer_code or row.member_code or str(customer_id)
+    return Member(row.smaregi_customer_id, code, row.rank, in_directory=row.listed is not None,
+                  earlier_code=row.store_member_code if row.store_member_code != code else None)
 
 
 def find_member(client: SmaregiClient, customer_id: int, linked: Member | None, deadline: float) -> Member:

@@ -52,6 +52,7 @@ class Synced:
     member_code: str
     synced_hash: str
     action: str  # unchanged | updated | linked_by_code | linked_by_email | created
+    store_code: str | None = None  # the store member's code that linking replaced (its history carries it)
 
 
 class Conflict(Exception):
@@ -99,9 +100,11 @@ def sync_member(db: Database, client: SmaregiClient, job: Job, *, deadline: floa
     store_member = _store_member_by_email(db, client, job, deadline)
     if store_member is not None:
         extra = {} if job.settings.keep_store_member_codes else {"customerCode": code}
+        earlier = str(store_member.get("customerCode") or "")
         member = _bring_up_to_date(client, store_member, fields, job.desired, extra, deadline)
         _remember(db, client, member)
-        return Synced(str(member["customerId"]), str(member.get("customerCode")), target, "linked_by_email")
+        replaced = earlier if earlier and earlier != str(member.get("customerCode")) else None
+        return Synced(str(member["customerId"]), str(member.get("customerCode")), target, "linked_by_email", replaced)
 
     try:
         member = client.create_customer({"customerCode": code, **fields}, deadline=deadline)

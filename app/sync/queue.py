@@ -110,6 +110,8 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
             link.member_status = MemberStatus.ACTIVE.value  # linked to another (found or new) member than the one gone
         link.smaregi_customer_id = result.smaregi_customer_id
         link.member_code = result.member_code
+        if result.store_code:
+            link.store_member_code = result.store_code
         link.synced_hash = result.synced_hash
         link.attempts, link.last_error, link.conflict_candidates = 0, None, None
         link.leased_until = link.lease_owner = None
