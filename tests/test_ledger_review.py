@@ -228,3 +228,38 @@ def test_R14_a_grant_never_shortens_the_members_point_expiry(shopper):  # noqa: 
     assert after >= "2027-03-31", f"the grant moved the expiry EARLIER, to {after}"
 
 
+
+
+# R10, the other side: a reconciliation may adopt the transaction of a change sent meanwhile, before
+# that change's answer is recorded. Smaregi's answer is proof: the adopter is undecided again (and
+# finds its own transaction), the sender keeps its transaction.
+def test_R10b_a_sent_change_takes_its_transaction_back_from_a_wrong_adoption(shopper, monkeypatch):  # noqa: F811
+    from app.points import movements
+
+    from .test_online_earning import CONTRACT
+
+    real_send = movements.send_change
+
+    def applied_but_timed_out(*a, **k):
+        real_send(*a, **k)
+        return movements.Sent(movements.Outcome.AMBIGUOUS, error="SmaregiTimeout")
+
+    monkeypatch.setattr(movements, "send_change", applied_but_timed_out)
+    shopper.order(order(subtotal="12345"))
+    shopper.settle()
+    monkeypatch.setattr(movements, "send_change", real_send)
+    [first] = shopper.moves()
+    own = shopper.smaregi.contracts[CONTRACT].transactions[-1]["transactionHeadId"]
+    upcoming = str(shopper.smaregi.contracts[CONTRACT].next_transaction_id)
+    with shopper.services.db.transaction() as s:  # a reconciliation took the next transaction for its own
+        s.execute(update(PointMovement).where(PointMovement.id == first.id).values(
+            state="applied", smaregi_transaction_id=upcoming))
+    shopper.order(order(order_id=5002, subtotal="10000"))
+    shopper.settle()
+    with shopper.services.db.transaction() as s:
+        s.execute(update(PointMovement).values(next_attempt_at=None, leased_until=None))
+    shopper.settle()
+    claims = {m.id: (m.state, m.smaregi_transaction_id) for m in shopper.moves()}
+    second = next(i for i in claims if i != first.id)
+    assert claims == {first.id: ("applied", own), second: ("applied", upcoming)}
+    assert shopper.earned() == [123, 100] and shopper.balance() == 1250 + 223
