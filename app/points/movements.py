@@ -365,7 +365,7 @@ def _back_to_planned(services, m: PointMovement, why: str, from_state: str = S.S
                               "attempts": attempts, "error": why, "leased_until": None,
                               "next_attempt_at": utcnow() + timedelta(seconds=min(600, 5 * 2 ** attempts))}
     if attempts >= MAX_ATTEMPTS:
-        # Never dropped: the merchant sees it, with its points, among the movements to review.
+        # Never dropped (a `refused` one would be): it waits, with its points, for a person to decide.
         values.update(state=S.NEEDS_REVIEW, next_attempt_at=None,
                       error=f"{m.points:+d} points not moved after {attempts} attempts ({why}).")
         log.error("movement.needs_review", extra={"movement_id": m.id, "attempts": attempts})
