@@ -263,3 +263,36 @@ def test_R10b_a_sent_change_takes_its_transaction_back_from_a_wrong_adoption(sho
     second = next(i for i in claims if i != first.id)
     assert claims == {first.id: ("applied", own), second: ("applied", upcoming)}
     assert shopper.earned() == [123, 100] and shopper.balance() == 1250 + 223
+
+
+# R12, the other side: a grant whose pay-off of owed points is still undecided has used them up; the
+# next grant must not pay the same owed points off again (that would take them twice).
+def test_R12b_an_undecided_pay_off_is_not_paid_off_again(shopper, monkeypatch):  # noqa: F811
+    from app.models import Shop
+    from app.points import movements
+
+    shopper.order(order(subtotal="10000"))
+    shopper.settle()
+    shopper.spend_at_register(1320)  # 1350 → 30
+    shopper.order(order(subtotal="0", financial="refunded", cancelled=True, minutes=5), topic="orders/cancelled")
+    shopper.settle()
+    assert shopper.balance() == 0  # 70 owed
+    real_send = movements.send_change
+
+    def applied_but_timed_out(*a, **k):
+        real_send(*a, **k)
+        return movements.Sent(movements.Outcome.AMBIGUOUS, error="SmaregiTimeout")
+
+    monkeypatch.setattr(movements, "send_change", applied_but_timed_out)
+    shopper.order(order(order_id=5002, subtotal="10000"))  # earns 100: 70 pay the owed off, 30 sent
+    shopper.settle()
+    monkeypatch.setattr(movements, "send_change", real_send)
+    shopper.order(order(order_id=5003, subtotal="10000"))  # earns 100 while that one is undecided
+    shopper.settle()
+    with shopper.services.db.transaction() as s:
+        s.execute(update(PointMovement).values(next_attempt_at=None, leased_until=None))
+    shopper.settle()
+    with shopper.services.db.transaction() as s:
+        owed = movements.owed_points(s, s.scalar(select(Shop.id)), TARO)
+    assert [m.state for m in shopper.moves()].count("applied") == 4
+    assert (shopper.balance(), owed) == (30 + 100, 0), (shopper.balance(), owed)

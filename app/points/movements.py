@@ -15,8 +15,9 @@ movement proved absent for DECIDE_AFTER goes back to `planned`.
 
 Shortfall: a take-back larger than the balance takes the balance to 0 and records the rest in
 `owed_change` (+N); the member's next additions by the app pay it off first (-N). A member's owed
-points are the sum of `owed_change` over applied movements (an undecided take-back's shortfall is
-not owed until it is decided: it may be re-sent against a different balance), never below 0.
+points are the sum of `owed_change` over applied movements, never below 0. Undecided ones count
+only when they pay owed points off (so no two additions pay off the same points); an undecided
+take-back's shortfall is not owed yet (it may be re-sent against a different balance).
 
 The conversion saga (saga.py) drives its own deduction movement in step with the conversion (in the
 same statements, so a conversion costs no extra database round trip); everything else is driven
@@ -178,9 +179,10 @@ def applied_movements(session: Session, shop_id: int, customer_id: int | None = 
 
 
 def owed_points(session: Session, shop_id: int, customer_id: int) -> int:
+    counted = or_(PointMovement.state.in_(OWED_COUNTS),
+                  PointMovement.state.in_((S.SENDING, S.NEEDS_REVIEW)) & (PointMovement.owed_change < 0))
     return max(0, int(session.scalar(select(func.coalesce(func.sum(PointMovement.owed_change), 0)).where(
-        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
-        PointMovement.state.in_(OWED_COUNTS))) or 0))
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id, counted)) or 0))
 
 
 def plan(session: Session, *, shop_id: int, customer_id: int, kind: MovementKind, reason: MovementReason,
