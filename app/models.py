@@ -343,6 +343,10 @@ class PointMovement(Base):
         Index("ix_point_movements_due", "state", "next_attempt_at"),
         Index("ix_point_movements_order", "shop_id", "order_id"),
         Index("ix_point_movements_conversion", "conversion_id"),
+        # One Smaregi transaction is one movement's: two reconciliations cannot both adopt it.
+        Index("uq_point_movements_transaction", "shop_id", "smaregi_transaction_id", unique=True,
+              sqlite_where=text("smaregi_transaction_id IS NOT NULL"),
+              postgresql_where=text("smaregi_transaction_id IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -240,6 +240,17 @@ def test_a_member_withdrawn_at_the_register_is_not_registered_and_coming_back_re
     assert balance(client, services).json["points"]["balance"] == 1250
 
 
+def test_a_code_changed_at_the_register_is_the_links_code_from_then_on(services, client, taro, smaregi_em):
+    # Review finding R13: reconciling a point change looks the member's transactions up by code.
+    em, _ = smaregi_em
+    assert link(services).member_code == str(TARO)
+    em.edit_member(CONTRACT, taro["customerId"], customerCode="STORE-0001")
+    send(client, edited(taro["customerId"]))
+    Worker(services, "w").drain()
+    assert link(services).member_code == "STORE-0001"
+    assert em.member_by_code(CONTRACT, "STORE-0001")["customerId"] == taro["customerId"]  # not written back
+
+
 def test_an_edit_event_arriving_after_the_deletion_cannot_bring_the_member_back(services, client, taro, smaregi_em):
     em, _ = smaregi_em
     em.delete_member(CONTRACT, taro["customerId"])

@@ -4,7 +4,8 @@ Conversion deductions, grants for online purchases, take-backs after cancellatio
 and give-backs of coupon points are all one thing here, a `PointMovement`, written ahead:
 
     planned → sending → applied
-                 ↘ (refused by Smaregi, or proved absent) → planned again / refused
+                 ↘ (not applied: unreachable, throttled) → planned again, no attempt used up
+                 ↘ (refused by Smaregi, or proved absent) → planned again / needs_review
                  ↘ (two candidate transactions) → needs_review
 
 Smaregi's point/add is relative and has no idempotency key. So a movement is marked `sending`
@@ -14,7 +15,9 @@ movement proved absent for DECIDE_AFTER goes back to `planned`.
 
 Shortfall: a take-back larger than the balance takes the balance to 0 and records the rest in
 `owed_change` (+N); the member's next additions by the app pay it off first (-N). A member's owed
-points are the sum of `owed_change` over movements that were sent or are being sent.
+points are the sum of `owed_change` over applied movements, never below 0. Undecided ones count
+only when they pay owed points off (so no two additions pay off the same points); an undecided
+take-back's shortfall is not owed yet (it may be re-sent against a different balance).
 
 The conversion saga (saga.py) drives its own deduction movement in step with the conversion (in the
 same statements, so a conversion costs no extra database round trip); everything else is driven
@@ -30,7 +33,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..models import BalanceSnapshot, MemberLink, PointMovement, utcnow
@@ -39,6 +43,7 @@ from ..smaregi.errors import (
     ContractPaused,
     SmaregiBadRequest,
     SmaregiError,
+    SmaregiNotFound,
     SmaregiRateLimited,
     SmaregiServerError,
     SmaregiTimeout,
@@ -51,7 +56,8 @@ DECIDE_AFTER = timedelta(minutes=2)  # a change not visible in the member's tran
 RECONCILE_BUDGET_S = 3.0
 BACKGROUND_BUDGET_S = 10.0
 LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 12  # refusals and proved-absent sends; then a person looks (needs_review)
+NOT_APPLIED_RETRY = timedelta(seconds=60)
 WAIT_FOR_MEMBER = timedelta(seconds=30)
 
 
@@ -80,8 +86,8 @@ class MovementReason(StrEnum):
 
 
 K, S = MovementKind, MovementState
-# Movements whose owed_change stands: sent (or being sent) to Smaregi.
-OWED_COUNTS = (S.SENDING, S.APPLIED, S.NEEDS_REVIEW)
+# Movements whose owed_change stands: applied in Smaregi.
+OWED_COUNTS = (S.APPLIED,)
 # What an order has moved so far: planned ones count too, so nothing is planned twice.
 COMMITTED = (S.PLANNED, S.SENDING, S.APPLIED, S.NEEDS_REVIEW)
 
@@ -121,15 +127,28 @@ def send_change(client: SmaregiClient, smaregi_customer_id: str, delta: int, *, 
     return Sent(Outcome.APPLIED, change)
 
 
-def find_applied(client: SmaregiClient, *, member_code: str, smaregi_customer_id: str, delta: int,
+def member_codes(client: SmaregiClient, smaregi_customer_id: str, known: str | None, *,
+                 deadline: float) -> list[str]:
+    """The codes the member's transactions can be filed under: its code now, read from Smaregi (the
+    merchant may have changed it at the register), and the one we know (a transaction keeps the
+    code it was made with)."""
+    try:
+        current = client.get_customer(smaregi_customer_id, deadline=deadline).get("customerCode")
+    except SmaregiNotFound:
+        current = None
+    return list(dict.fromkeys(code for code in (current, known) if code))
+
+
+def find_applied(client: SmaregiClient, *, member_codes: list[str], smaregi_customer_id: str, delta: int,
                  since: datetime, claimed: set[str], deadline: float, background: bool = False) -> str | None:
     """The transaction id of our change among the member's transactions since we sent it: an add
     (division 6) or subtract (division 7) of exactly this many points that no other movement of
     ours has claimed. LookupError when two could be ours (a person has to look)."""
-    rows = client.list_transactions(customer_code=member_code, updated_from=since - timedelta(minutes=1),
-                                    updated_to=utcnow(), deadline=deadline, background=background)
+    rows = {str(t["transactionHeadId"]): t for code in member_codes
+            for t in client.list_transactions(customer_code=code, updated_from=since - timedelta(minutes=1),
+                                              updated_to=utcnow(), deadline=deadline, background=background)}
     division, field = ("6", "newPoint") if delta > 0 else ("7", "spendPoint")
-    matches = [str(t["transactionHeadId"]) for t in rows
+    matches = [str(t["transactionHeadId"]) for t in rows.values()
                if str(t.get("transactionHeadDivision")) == division and int(t.get(field) or 0) == abs(delta)
                and str(t.get("customerId", smaregi_customer_id)) == str(smaregi_customer_id)
                and str(t["transactionHeadId"]) not in claimed]
@@ -160,9 +179,10 @@ def applied_movements(session: Session, shop_id: int, customer_id: int | None = 
 
 
 def owed_points(session: Session, shop_id: int, customer_id: int) -> int:
-    return int(session.scalar(select(func.coalesce(func.sum(PointMovement.owed_change), 0)).where(
-        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
-        PointMovement.state.in_(OWED_COUNTS))) or 0)
+    counted = or_(PointMovement.state.in_(OWED_COUNTS),
+                  PointMovement.state.in_((S.SENDING, S.NEEDS_REVIEW)) & (PointMovement.owed_change < 0))
+    return max(0, int(session.scalar(select(func.coalesce(func.sum(PointMovement.owed_change), 0)).where(
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id, counted)) or 0))
 
 
 def plan(session: Session, *, shop_id: int, customer_id: int, kind: MovementKind, reason: MovementReason,
@@ -212,8 +232,9 @@ def _member(session: Session, m: PointMovement) -> tuple[str, str] | None:
 
 def _send(services, client: SmaregiClient, m: PointMovement, target: Target, deadline: float,
           background: bool) -> PointMovement:
-    balance = None
-    if m.points < 0:  # a take-back stops at 0: how much is there?
+    balance, expire_on = None, _extended_expiry(target) if m.kind == K.GRANT else None
+    # A take-back stops at 0: how much is there? An extended expiry never shortens the member's own.
+    if m.points < 0 or expire_on is not None:
         member_id = m.smaregi_customer_id or _linked_id(services, m)
         if member_id is None:
             return _wait_for_member(services, m)
@@ -222,12 +243,14 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
         except SmaregiError as exc:
             return _later(services, m, f"balance unreadable: {type(exc).__name__}")
         balance = found.points if found else 0
+        if expire_on is not None and found is not None and found.expires_on and found.expires_on >= expire_on:
+            expire_on = None
     with services.db.transaction() as session:
         member = _member(session, m)
         if member is None:
             return _wait_for_member(services, m, session)
         if m.points > 0:
-            pay_off = min(m.points, max(0, owed_points(session, m.shop_id, m.shopify_customer_id)))
+            pay_off = min(m.points, owed_points(session, m.shop_id, m.shopify_customer_id))
             delta, owed_change = m.points - pay_off, -pay_off
         else:
             take = min(-m.points, balance or 0)
@@ -241,18 +264,25 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
         if row is not None:
             log.info("movement.netted", extra={"movement_id": m.id, "owed_change": owed_change})
         return _load(services, m.id)
-    expire_on = _extended_expiry(target) if m.kind == K.GRANT else None
     sent = send_change(client, member[0], delta, deadline=deadline, expire_on=expire_on, background=background)
     if sent.outcome == Outcome.APPLIED:
-        return _applied(services, m.id, sent.change.transaction_ids, sent.change.points)
+        try:
+            return _applied(services, m.id, sent.change.transaction_ids, sent.change.points)
+        except IntegrityError:  # a reconciliation adopted our transaction before we recorded it
+            release_claim(services, m.shop_id, sent.change.transaction_ids[-1])
+            return _applied(services, m.id, sent.change.transaction_ids, sent.change.points)
     if sent.outcome == Outcome.AMBIGUOUS:
         log.warning("movement.ambiguous", extra={"movement_id": m.id, "error": sent.error})
         return _later(services, m, sent.error, from_state=S.SENDING, after=timedelta(seconds=10))
-    if sent.throttled:  # the contract's second was full: next in line, not a failure
+    if sent.outcome == Outcome.NOT_APPLIED:
+        # Provably nothing applied (unreachable, not accepting us, throttled): safe to send again, and
+        # no attempt used up, so an outage of any length loses nothing. Throttled: next in line.
+        log.info("movement.not_applied", extra={"movement_id": m.id, "error": sent.error})
         return _set(services, m, S.SENDING, state=S.PLANNED, sent_points=None, owed_change=0, sent_at=None,
-                    leased_until=None, next_attempt_at=utcnow())
-    # Nothing was applied: plan again (a take-back re-reads the balance; Smaregi said no because it changed).
-    log.info("movement.not_applied", extra={"movement_id": m.id, "outcome": sent.outcome, "error": sent.error})
+                    leased_until=None, error=sent.error,
+                    next_attempt_at=utcnow() + (timedelta(0) if sent.throttled else NOT_APPLIED_RETRY))
+    # Smaregi said no: plan again (a take-back re-reads the balance; it said no because it changed).
+    log.info("movement.refused_once", extra={"movement_id": m.id, "error": sent.error})
     return _back_to_planned(services, m, sent.error)
 
 
@@ -262,18 +292,25 @@ def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: floa
         claimed = claimed_transaction_ids(session, m.shop_id, m.shopify_customer_id)
         code = session.scalar(select(MemberLink.member_code).where(
             MemberLink.shop_id == m.shop_id, MemberLink.shopify_customer_id == m.shopify_customer_id))
+    budget = min(deadline, time.monotonic() + RECONCILE_BUDGET_S)
     try:
-        found = find_applied(client, member_code=code or str(m.shopify_customer_id),
-                             smaregi_customer_id=m.smaregi_customer_id, delta=m.sent_points,
-                             since=m.sent_at or m.created_at, claimed=claimed,
-                             deadline=min(deadline, time.monotonic() + RECONCILE_BUDGET_S), background=background)
+        codes = member_codes(client, m.smaregi_customer_id, code or str(m.shopify_customer_id), deadline=budget)
+        found = find_applied(client, member_codes=codes, smaregi_customer_id=m.smaregi_customer_id,
+                             delta=m.sent_points, since=m.sent_at or m.created_at, claimed=claimed,
+                             deadline=budget, background=background)
     except LookupError:
         return _review(services, m, "Two transactions in Smaregi could be this change.")
     except SmaregiError as exc:
         return _later(services, m, f"transactions unreadable: {type(exc).__name__}", from_state=S.SENDING)
     if found is not None:
-        log.info("movement.reconciled", extra={"movement_id": m.id, "transaction_id": found})
-        return _applied(services, m.id, [found], None)
+        try:
+            m = _applied(services, m.id, [found], None)
+            log.info("movement.reconciled", extra={"movement_id": m.id, "transaction_id": found})
+            return m
+        except IntegrityError:  # another movement claimed it meanwhile: not ours; look again
+            log.info("movement.claim_lost", extra={"movement_id": m.id, "transaction_id": found})
+            return _later(services, m, "its candidate transaction is another movement's", from_state=S.SENDING,
+                          after=timedelta(seconds=5))
     if utcnow() - (m.sent_at or m.created_at) >= DECIDE_AFTER:
         log.info("movement.absent", extra={"movement_id": m.id})
         return _back_to_planned(services, m, "not applied (absent from the member's transactions)",
@@ -311,14 +348,29 @@ def _applied(services, movement_id: str, transaction_ids: list[str], balance_aft
     return _load(services, movement_id)
 
 
+def release_claim(services, shop_id: int, transaction_id: str) -> None:
+    """Smaregi answered that this transaction is another change's, so the movement that adopted it by
+    reconciliation was wrong: it is undecided again (a conversion's deduction, whose code is out
+    already, goes to a person)."""
+    with services.db.transaction() as session:
+        session.execute(update(PointMovement).where(
+            PointMovement.shop_id == shop_id, PointMovement.smaregi_transaction_id == transaction_id).values(
+            state=case((PointMovement.kind == K.CONVERSION_DEDUCTION, S.NEEDS_REVIEW.value), else_=S.SENDING.value),
+            smaregi_transaction_id=None, applied_at=None, leased_until=None, next_attempt_at=utcnow(),
+            error="The transaction it was reconciled with is another change's.", updated_at=utcnow()))
+    log.error("movement.claim_released", extra={"shop_id": shop_id, "transaction_id": transaction_id})
+
+
 def _back_to_planned(services, m: PointMovement, why: str, from_state: str = S.SENDING) -> PointMovement:
     attempts = m.attempts + 1
     values: dict[str, Any] = {"state": S.PLANNED, "sent_points": None, "owed_change": 0, "sent_at": None,
                               "attempts": attempts, "error": why, "leased_until": None,
                               "next_attempt_at": utcnow() + timedelta(seconds=min(600, 5 * 2 ** attempts))}
     if attempts >= MAX_ATTEMPTS:
-        values.update(state=S.REFUSED, next_attempt_at=None)
-        log.error("movement.refused", extra={"movement_id": m.id})
+        # Never dropped (a `refused` one would be): it waits, with its points, for a person to decide.
+        values.update(state=S.NEEDS_REVIEW, next_attempt_at=None,
+                      error=f"{m.points:+d} points not moved after {attempts} attempts ({why}).")
+        log.error("movement.needs_review", extra={"movement_id": m.id, "attempts": attempts})
     return _set(services, m, from_state, **values)
 
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..models import BalanceSnapshot, Conversion, Shop, utcnow
 from ..services import Services
@@ -142,9 +144,14 @@ class Saga:
             log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
         ids = sent.change.transaction_ids
-        return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=ids,
-                             balance_after=sent.change.points,
-                             movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
+        deducted = partial(self._advance, c, "deducting", status="deducted", smaregi_transaction_ids=ids,
+                           balance_after=sent.change.points,
+                           movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
+        try:
+            return deducted()
+        except IntegrityError:  # a reconciliation adopted our transaction before we recorded it
+            movements.release_claim(self.s, c.shop_id, ids[-1])
+            return deducted()
 
     def _reconcile(self, c: Conversion, *, in_request: bool) -> Conversion:
         """Did Smaregi apply our deduction? Look for it instead of asking again."""
@@ -153,11 +160,15 @@ class Saga:
         except (SmaregiError, LookupError) as exc:
             return self._undecided(c, in_request, f"Could not read the member's transactions: {type(exc).__name__}")
         if found is not None:
-            log.info("conversion.reconciled", extra={"conversion_id": c.id, "transaction_id": found})
             balance = self._balance_or_none(c)
-            return self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=[found],
-                                 balance_after=balance,
-                                 movement=movements.deduction_settled(c.id, MovementState.APPLIED, [found], balance))
+            try:
+                c = self._advance(c, "deducting", status="deducted", smaregi_transaction_ids=[found],
+                                  balance_after=balance,
+                                  movement=movements.deduction_settled(c.id, MovementState.APPLIED, [found], balance))
+                log.info("conversion.reconciled", extra={"conversion_id": c.id, "transaction_id": found})
+                return c
+            except IntegrityError:  # another movement claimed that transaction meanwhile: not ours
+                log.info("conversion.claim_lost", extra={"conversion_id": c.id, "transaction_id": found})
         if c.deducting_since and utcnow() - c.deducting_since >= DECIDE_AFTER:
             log.info("conversion.deduction_absent", extra={"conversion_id": c.id})
             return self._start_compensation(c, "pos_timeout", from_status="deducting")
@@ -243,10 +254,12 @@ class Saga:
         """Our deduction among the member's transactions since we asked (movements.find_applied)."""
         with self.s.db.transaction() as session:
             claimed = movements.claimed_transaction_ids(session, c.shop_id, c.shopify_customer_id)
-        return movements.find_applied(self.s.smaregi.contract(self._contract(c)), member_code=self._member_code(c),
-                                      smaregi_customer_id=c.smaregi_customer_id, delta=-c.points,
-                                      since=c.deducting_since or c.created_at, claimed=claimed,
-                                      deadline=time.monotonic() + RECONCILE_BUDGET_S)
+        client = self.s.smaregi.contract(self._contract(c))
+        deadline = time.monotonic() + RECONCILE_BUDGET_S
+        codes = movements.member_codes(client, c.smaregi_customer_id, self._member_code(c), deadline=deadline)
+        return movements.find_applied(client, member_codes=codes, smaregi_customer_id=c.smaregi_customer_id,
+                                      delta=-c.points, since=c.deducting_since or c.created_at, claimed=claimed,
+                                      deadline=deadline)
 
     def _balance_or_none(self, c: Conversion) -> int | None:
         try:

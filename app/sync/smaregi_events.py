@@ -217,7 +217,7 @@ def refresh_members(services: Services, contract_id: str, customer_ids: list[str
                 withdrawn = member.get("status") in directory.WITHDRAWN
                 status = MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE
                 code = member.get("customerCode")
-            mark_member(session, services.config, contract_id, customer_id, status, code)
+            mark_member(session, services.config, contract_id, customer_id, status, code, code_is_current=True)
 
 
 def _refresh_many(services: Services, client, customer_ids: list[str], received_at: datetime) -> None:
@@ -239,7 +239,8 @@ def _refresh_many(services: Services, client, customer_ids: list[str], received_
         for row in rows:
             withdrawn = row.status in directory.WITHDRAWN
             mark_member(session, services.config, client.contract_id, row.smaregi_customer_id,
-                        MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, row.customer_code)
+                        MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, row.customer_code,
+                        code_is_current=True)
 
 
 def prune(services: Services) -> int:
@@ -250,9 +251,11 @@ def prune(services: Services) -> int:
 
 
 def mark_member(session: Session, config: Config, contract_id: str, smaregi_customer_id: str,
-                status: MemberStatus | None, code: str | None = None) -> int:
+                status: MemberStatus | None, code: str | None = None, code_is_current: bool = False) -> int:
     """Links to this member take its state (when given); their customers' snapshots are dropped.
-    A numeric member code is also a Shopify id (our codes are), for a member found by code only."""
+    A numeric member code is also a Shopify id (our codes are), for a member found by code only.
+    `code_is_current`: read from the member itself (not an old transaction), so links adopt it, as
+    the audit's fix does: the register's code is the one its scanner knows."""
     shop_ids = shops_on_contract(session, config, contract_id)
     if not shop_ids:
         return 0
@@ -262,6 +265,11 @@ def mark_member(session: Session, config: Config, contract_id: str, smaregi_cust
         session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
                                                  MemberLink.smaregi_customer_id == smaregi_customer_id)
                         .values(member_status=status.value))
+    if code_is_current and code and links:
+        session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
+                                                 MemberLink.smaregi_customer_id == smaregi_customer_id,
+                                                 MemberLink.member_code.is_distinct_from(code))
+                        .values(member_code=code))
     customers = {(row.shop_id, row.shopify_customer_id) for row in links}
     if code and code.isdigit() and len(code) <= 18:
         customers |= {(shop_id, int(code)) for shop_id in shop_ids}
