@@ -74,6 +74,7 @@ def shopify_wire(tmp_path, make_services, request):
         services = make_services(url)
         services.shop_tokens.admin_base = services.admin.admin_base = "https://{shop}"
         origins = {}
+    services.shop_tokens.after_install = None  # the shop profile read has its own cassette (test_shop_profile.py)
     return services, cassettes("shopify", origins)
 
 
