@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
 from app.models import Conversion
 from app.points.returns import give_back_expired
 
 from .conftest import SHOP
+from .helpers import deliver
 from .test_online_earning import JST, TARO, order, pg_shopper, shopper  # noqa: F401  (fixtures)
 
 
@@ -149,3 +151,111 @@ def test_R11_a_rate_change_applies_to_new_orders_and_a_refund_uses_the_orders_ow
     shopper.order(order(order_id=5003, subtotal="10000"))
     shopper.settle()
     assert (shopper.earned(), shopper.taken()) == ([123, 50], [23])
+
+
+# FINDING R2 (medium, money lost): coupon points are lost on a refund when the first delivery the
+# app sees is already refunded (webhooks are late and out of order; orders/paid carries the order's
+# state at send time). base_when_paid is taken from that first delivery (0 or the refunded base),
+# so the refunded share is computed as 0 and the coupon's points never come back.
+# DESIGN: refunded share = 1 − current base ÷ the base when the order was first seen paid;
+# "never lost". The paid base is knowable from the payload itself (subtotal_price / total before
+# refunds, or refunds[]), or from the older orders/paid delivery the upsert throws away.
+def test_R2_fully_refunded_order_seen_first_gives_coupon_points_back(shopper):  # noqa: F811
+    coupon = _coupon(shopper)  # 750
+    refunded = order(subtotal="0", financial="refunded", minutes=10, codes=[coupon["code"]])
+    refunded["subtotal_price"] = "9500"  # what the shopper paid before the refund
+    refunded["refunds"] = [{"id": 1, "refund_line_items": [{"subtotal": "9500"}]}]
+    shopper.order(refunded, topic="orders/updated")
+    shopper.order(order(subtotal="9500", codes=[coupon["code"]]), topic="orders/paid")  # older: ignored
+    shopper.settle()
+    listed = _listed(shopper, coupon["id"])
+    assert listed["points_returned"] == 500, listed  # the whole base was refunded
+    assert shopper.balance() == 1250
+
+
+# FINDING R3 (medium, robustness): a signed order webhook with fields of the wrong shape is a
+# 500 (HTML), not a clean 400 JSON. DESIGN: "400 on a malformed body after a valid HMAC".
+# app/orders/intake.py::facts (Decimal(str(quantity)) unguarded; *_set not a dict) and
+# webhooks/delivery.py::positive_id (no 64-bit bound: Postgres/SQLite integer overflow).
+def _post_order(shopper, payload):  # noqa: F811
+    return deliver(shopper.client, shopper.services.config.shopify_api_secret, "orders/paid", payload)
+
+
+def test_R3a_order_line_quantity_not_a_number_is_400(shopper):  # noqa: F811
+    bad = order()
+    bad["line_items"].append({"id": 9, "gift_card": True, "price": "100", "quantity": "many"})
+    resp = _post_order(shopper, bad)
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+def test_R3b_order_money_set_not_an_object_is_400(shopper):  # noqa: F811
+    bad = order()
+    bad["current_subtotal_price_set"] = "12345"
+    resp = _post_order(shopper, bad)
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+def test_R3c_order_id_beyond_64_bits_is_400(shopper):  # noqa: F811
+    bad = order(order_id=2 ** 64)
+    resp = _post_order(shopper, bad)
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+def test_R3d_order_customer_id_beyond_64_bits_is_400(shopper):  # noqa: F811
+    bad = order(customer_id=2 ** 64)
+    resp = _post_order(shopper, bad)
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+# FINDING R3e/R8 (low-medium, robustness): ids beyond 64 bits reach the database and give 500s:
+# a signed customers/create webhook (app/sync/intake.py validate -> positive_id), and the admin's
+# integer path parameters (/admin/api/audit/findings/<int>/fix, /sync/conflicts/<int>/resolve,
+# link_ids in /sync/retry). DESIGN: malformed input after a valid credential is a clean 4xx JSON.
+def test_R3e_customer_id_beyond_64_bits_is_400(shopper):  # noqa: F811
+    resp = deliver(shopper.client, shopper.services.config.shopify_api_secret, "customers/create",
+                   {"id": 2 ** 64, "email": "x@example.com", "updated_at": "2026-11-25T10:00:00+09:00"})
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+# FINDING R3f (part of R3): an amount with a huge exponent ("1e400000000", a finite Decimal) passes
+# intake's _money() and fails later in the same request: 500 instead of 400.
+def test_R3f_order_amount_with_a_huge_exponent_is_400(shopper):  # noqa: F811
+    bad = order()
+    bad["current_subtotal_price"] = "1e400000000"
+    bad["current_subtotal_price_set"] = {"shop_money": {"amount": "1e400000000", "currency_code": "JPY"}}
+    resp = _post_order(shopper, bad)
+    assert resp.status_code == 400, (resp.status_code, resp.data[:200])
+
+
+# R3 (more shapes): each is refused as invalid_request JSON and nothing is recorded.
+@pytest.mark.parametrize("change", [
+    {"line_items": "not a list"},
+    {"discount_codes": 7},
+    {"current_subtotal_price_set": {"shop_money": "12345"}},
+    {"subtotal_price_set": ["12345"]},
+    {"current_subtotal_price": True, "current_subtotal_price_set": None},
+    {"current_subtotal_price": {"amount": "1"}, "current_subtotal_price_set": None},
+    {"customer": {"id": "8840734670919"}},
+    {"customer": {"id": -1}},
+    {"id": 2**63},
+])
+def test_R3_other_malformed_order_shapes_are_400_and_change_nothing(shopper, change):  # noqa: F811
+    from app.models import Order
+
+    bad = order()
+    bad.update(change)
+    resp = _post_order(shopper, bad)
+    assert (resp.status_code, resp.json["error"]["code"]) == (400, "invalid_request"), resp.data[:200]
+    with shopper.services.db.transaction() as s:
+        assert s.scalars(select(Order)).all() == []
+
+
+def test_R2_a_partial_refund_seen_first_gives_back_the_refunded_share_of_the_coupon(shopper):  # noqa: F811
+    coupon = _coupon(shopper)  # 750
+    half = order(subtotal="4750", financial="partially_refunded", minutes=10, codes=[coupon["code"]])
+    half["subtotal_price"] = "9500"
+    half["subtotal_price_set"] = {"shop_money": {"amount": "9500", "currency_code": "JPY"}}
+    shopper.order(half, topic="orders/updated")
+    shopper.settle()
+    assert _listed(shopper, coupon["id"])["points_returned"] == 250
+    assert shopper.balance() == 750 + 250 + 47
