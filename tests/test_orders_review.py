@@ -259,3 +259,30 @@ def test_R2_a_partial_refund_seen_first_gives_back_the_refunded_share_of_the_cou
     shopper.settle()
     assert _listed(shopper, coupon["id"])["points_returned"] == 250
     assert shopper.balance() == 750 + 250 + 47
+def test_R8_admin_integer_ids_beyond_64_bits_are_clean_4xx(shopper):  # noqa: F811
+    from .smaregi_connect_support import admin_token
+
+    auth = {"Authorization": f"Bearer {admin_token(shopper.services, SHOP)}"}
+    huge = 2 ** 64
+    for method, path, body in (("post", f"/admin/api/audit/findings/{huge}/fix", None),
+                               ("post", f"/admin/api/audit/findings/{huge}/dismiss", None),
+                               ("post", f"/admin/api/sync/conflicts/{huge}/resolve", {"smaregi_customer_id": "1"}),
+                               ("post", "/admin/api/sync/retry", {"link_ids": [huge]})):
+        resp = getattr(shopper.client, method)(path, headers=auth, json=body)
+        assert 400 <= resp.status_code < 500 and resp.is_json, (path, resp.status_code, resp.data[:120])
+
+
+def test_R8_the_largest_row_id_is_an_unknown_id_and_link_ids_must_be_ids(shopper):  # noqa: F811
+    from .smaregi_connect_support import admin_token
+
+    auth = {"Authorization": f"Bearer {admin_token(shopper.services, SHOP)}"}
+    top = 2**31 - 1  # the row ids are INTEGER
+    for finding_id in (top, top + 1):
+        resp = shopper.client.post(f"/admin/api/audit/findings/{finding_id}/dismiss", headers=auth)
+        assert (resp.status_code, resp.json["error"]["code"]) == (404, "not_found")
+    for ids in ([True], [0], [2**31], ["1"]):
+        resp = shopper.client.post("/admin/api/sync/retry", headers=auth, json={"link_ids": ids})
+        assert (resp.status_code, resp.json["error"]["code"]) == (400, "invalid_request"), ids
+    resp = shopper.client.post("/admin/api/sync/retry", headers=auth, json={"link_ids": [top]})
+    assert resp.status_code == 200 and resp.json["queued"] == 0
+
