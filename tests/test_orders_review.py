@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from app.models import Conversion
+from app.models import Conversion, PointMovement
 from app.points.returns import give_back_expired
 
-from .conftest import SHOP
+from .conftest import CONTRACT, SHOP
 from .helpers import deliver
 from .test_online_earning import JST, TARO, order, pg_shopper, shopper  # noqa: F401  (fixtures)
 
@@ -286,3 +286,33 @@ def test_R8_the_largest_row_id_is_an_unknown_id_and_link_ids_must_be_ids(shopper
     resp = shopper.client.post("/admin/api/sync/retry", headers=auth, json={"link_ids": [top]})
     assert resp.status_code == 200 and resp.json["queued"] == 0
 
+
+
+def test_R1_a_give_back_smaregi_refused_is_not_taken_back_when_the_order_arrives(shopper):  # noqa: F811
+    coupon = _coupon(shopper)  # 1250 → 750
+    shopper.hand_back(coupon["id"])
+    with shopper.services.db.transaction() as s:  # as if Smaregi had refused the give-back for good
+        s.execute(update(PointMovement).where(PointMovement.kind == "give_back").values(state="refused"))
+    with shopper.smaregi.lock:
+        shopper.smaregi.contracts[CONTRACT].points[shopper.taro["customerId"]]["point"] -= 500
+    shopper.order(order(subtotal="9500", codes=[coupon["code"]]))
+    shopper.settle()
+    assert _listed(shopper, coupon["id"])["status"] == "used"
+    assert shopper.balance() == 750 + 95 and shopper.taken() == [500]  # only the conversion's deduction
+
+
+def test_R9_a_coupon_stays_its_owners_when_the_orders_customer_changes(shopper):  # noqa: F811
+    from .test_conversions import ALICE
+
+    coupon = _coupon(shopper)  # 1250 → 750
+    shopper.order(order(subtotal="9500", codes=[coupon["code"]]))
+    shopper.settle()
+    shopper.order(order(subtotal="9500", minutes=5, customer_id=ALICE, codes=[coupon["code"]]),
+                  topic="orders/updated")
+    shopper.settle()
+    assert shopper.balance() == 750  # the 95 moved to Alice's (not yet linked) account
+    shopper.order(order(subtotal="0", financial="refunded", cancelled=True, minutes=10, customer_id=ALICE,
+                        codes=[coupon["code"]]), topic="orders/cancelled")
+    shopper.settle()
+    assert shopper.balance() == 1250  # Taro's coupon points come back to Taro
+    assert _listed(shopper, coupon["id"])["points_returned"] == 500

@@ -158,7 +158,10 @@ USABLE = (ConversionStatus.COMPLETED, ConversionStatus.USED, ConversionStatus.RE
 def _used_by(session: Session, c: Conversion, order: Order) -> list[str]:
     """Mark the conversion used by this order; points already given back for it are taken back
     (stopping at 0, the rest owed), so the shopper never keeps both the discount and the points."""
-    given_back = c.points_returned
+    # What the hand-back or expiry actually moved (a give-back Smaregi refused gave nothing back).
+    given_back = int(session.scalar(select(func.coalesce(func.sum(PointMovement.points), 0)).where(
+        PointMovement.conversion_id == c.id, PointMovement.kind == MovementKind.GIVE_BACK,
+        PointMovement.state.in_(COMMITTED))) or 0)
     c.status, c.order_id, c.order_name = ConversionStatus.USED, order.shopify_order_id, order.name
     c.points_returned = 0
     c.metafield_recorded = False  # the coupon list shows it used (the sweeper rewrites the entry)
