@@ -395,6 +395,9 @@ class Order(Base):
     paid_seen_at: Mapped[datetime | None]  # first receipt in a paid state: the paid trigger moment
     fulfilled_seen_at: Mapped[datetime | None]
     base_when_paid: Mapped[str | None] = mapped_column(String(32))  # decimal, for the refunded share
+    # The rule it was first granted under ({"yen_per_point", "on", "hold_days"}): a later change of the
+    # shop's rules applies to new orders, never takes back what an old one earned.
+    earn_rule: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     next_attempt_at: Mapped[datetime | None]
     leased_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -6,6 +6,12 @@ customer, or its trigger (first seen paid, or first seen fulfilled) plus the hol
 movements already hold, so duplicates, replays and out-of-order deliveries never double-count and a
 partial refund takes back only the difference. A coupon of ours in the order's discount codes marks
 that conversion used; its points come back in full on cancellation and in proportion to refunds.
+
+What an order holds is counted per member: when the order's customer changes, the first member's
+points are taken back and the new customer is granted. An order keeps the rule (rate, trigger, hold
+days) it was first granted under, so a later change of the shop's rules applies to new orders and
+only cancellations and refunds take points back. A coupon already given back (handed back or
+expired) that an order turns out to have used is marked used and its points are taken back.
 """
 from __future__ import annotations
 
@@ -36,6 +42,23 @@ SENDERS = 4  # movements in flight at once (a member's owed points are decided u
 
 
 @dataclass(frozen=True)
+class Rule:
+    yen_per_point: int
+    on: str  # "paid" | "fulfilled"
+    hold_days: int
+
+    @classmethod
+    def of(cls, order: Order, settings: EffectiveSettings) -> Rule:
+        """The rule the order was first granted under, else the shop's rule now."""
+        if order.earn_rule:
+            return cls(**order.earn_rule)
+        return cls(settings.earn_yen_per_point, settings.earn_on, settings.earn_hold_days)
+
+    def stored(self) -> dict:
+        return {"yen_per_point": self.yen_per_point, "on": self.on, "hold_days": self.hold_days}
+
+
+@dataclass(frozen=True)
 class Earning:
     points: int  # what the order should have earned by now
     potential: int  # what it will earn once its trigger and hold days have come
@@ -43,17 +66,17 @@ class Earning:
 
 
 def earning_of(order: Order, settings: EffectiveSettings, now: datetime) -> Earning:
-    f = order.facts
-    if settings.earn_yen_per_point <= 0 or f.get("cancelled") or order.shopify_customer_id is None:
+    f, rule = order.facts, Rule.of(order, settings)
+    if rule.yen_per_point <= 0 or f.get("cancelled") or order.shopify_customer_id is None:
         return Earning(0, 0, None)
-    on_paid = settings.earn_on == "paid"
+    on_paid = rule.on == "paid"
     if on_paid and not f.get("paid"):
         return Earning(0, 0, None)
-    potential = int((Decimal(f["base"]) / settings.earn_yen_per_point).to_integral_value(ROUND_FLOOR))
+    potential = int((Decimal(f["base"]) / rule.yen_per_point).to_integral_value(ROUND_FLOOR))
     trigger = order.paid_seen_at if on_paid else order.fulfilled_seen_at
     if trigger is None:  # paid, waiting for fulfilment
         return Earning(0, potential if f.get("paid") else 0, None)
-    grant_on = trigger.astimezone(settings.timezone).date() + timedelta(days=settings.earn_hold_days)
+    grant_on = trigger.astimezone(settings.timezone).date() + timedelta(days=rule.hold_days)
     if now < datetime.combine(grant_on, day_time(0), tzinfo=settings.timezone):
         return Earning(0, potential, grant_on)
     return Earning(potential, potential, grant_on)
@@ -80,17 +103,25 @@ def settle(session: Session, order: Order, settings: EffectiveSettings, now: dat
     """Plan what this order still owes the member or the member owes back; returns movement ids."""
     planned = []
     earning = earning_of(order, settings, now)
-    held = int(session.scalar(select(func.coalesce(func.sum(PointMovement.points), 0)).where(
-        PointMovement.shop_id == order.shop_id, PointMovement.order_id == order.shopify_order_id,
-        PointMovement.kind.in_((MovementKind.GRANT, MovementKind.TAKE_BACK)),
-        PointMovement.state.in_(COMMITTED))) or 0)
-    difference = earning.points - held
-    if difference and order.shopify_customer_id is not None:
-        kind, reason = ((MovementKind.GRANT, MovementReason.ONLINE_PURCHASE) if difference > 0
-                        else (MovementKind.TAKE_BACK, MovementReason.PURCHASE_REVERSAL))
-        planned.append(movements.plan(session, shop_id=order.shop_id, customer_id=order.shopify_customer_id,
-                                      kind=kind, reason=reason, points=difference,
-                                      order_id=order.shopify_order_id).id)
+    if earning.points and not order.earn_rule:
+        order.earn_rule = Rule.of(order, settings).stored()
+    # Per member: a coupon's take-back (conversion_id set) is the conversion's, not the order's.
+    held = dict(session.execute(
+        select(PointMovement.shopify_customer_id, func.sum(PointMovement.points)).where(
+            PointMovement.shop_id == order.shop_id, PointMovement.order_id == order.shopify_order_id,
+            PointMovement.kind.in_((MovementKind.GRANT, MovementKind.TAKE_BACK)),
+            PointMovement.conversion_id.is_(None), PointMovement.state.in_(COMMITTED))
+        .group_by(PointMovement.shopify_customer_id)).all())
+    targets = {customer_id: 0 for customer_id in held}  # the order is no longer theirs
+    if order.shopify_customer_id is not None:
+        targets[order.shopify_customer_id] = earning.points
+    for customer_id, target in targets.items():
+        difference = target - int(held.get(customer_id) or 0)
+        if difference:
+            kind, reason = ((MovementKind.GRANT, MovementReason.ONLINE_PURCHASE) if difference > 0
+                            else (MovementKind.TAKE_BACK, MovementReason.PURCHASE_REVERSAL))
+            planned.append(movements.plan(session, shop_id=order.shop_id, customer_id=customer_id, kind=kind,
+                                          reason=reason, points=difference, order_id=order.shopify_order_id).id)
     for code in order.facts.get("codes") or []:
         planned += _coupon(session, order, code)
     session.execute(update(Order).where(Order.id == order.id).values(
@@ -101,20 +132,46 @@ def settle(session: Session, order: Order, settings: EffectiveSettings, now: dat
 def _coupon(session: Session, order: Order, code: str) -> list[str]:
     c = session.scalar(select(Conversion).where(Conversion.shop_id == order.shop_id, Conversion.code == code)
                        .with_for_update())
-    if c is None or c.shopify_customer_id != order.shopify_customer_id:
-        return []  # not ours, or another customer's code (Shopify scopes codes to the customer)
-    if c.status == ConversionStatus.COMPLETED:
-        c.status, c.order_id, c.order_name = ConversionStatus.USED, order.shopify_order_id, order.name
-        c.metafield_recorded = False  # the coupon list shows it used (the sweeper rewrites the entry)
-        log.info("coupon.used", extra={"conversion_id": c.id, "order_id": order.shopify_order_id})
-    if c.order_id != order.shopify_order_id:
+    if c is None:
         return []
+    planned = []
+    if c.order_id is None and c.shopify_customer_id == order.shopify_customer_id and c.status in USABLE:
+        # (Shopify scopes our codes to their customer: another customer's order cannot have used it.)
+        planned += _used_by(session, c, order)
+    if c.order_id != order.shopify_order_id:
+        return planned
     back = coupon_points_back(order, c) - c.points_returned
     if back <= 0:
-        return []
+        return planned
     c.points_returned += back
+    return [*planned, movements.plan(session, shop_id=c.shop_id, customer_id=c.shopify_customer_id,
+                                     kind=MovementKind.GIVE_BACK, reason=MovementReason.COUPON_GIVEN_BACK,
+                                     points=back, smaregi_customer_id=c.smaregi_customer_id,
+                                     order_id=order.shopify_order_id, conversion_id=c.id).id]
+
+
+# A coupon an order can turn out to have used: live, counted used by Shopify, or given back meanwhile
+# (a checkout started before the hand-back or the expiry, delivered after it).
+USABLE = (ConversionStatus.COMPLETED, ConversionStatus.USED, ConversionStatus.RETURNED, ConversionStatus.EXPIRED)
+
+
+def _used_by(session: Session, c: Conversion, order: Order) -> list[str]:
+    """Mark the conversion used by this order; points already given back for it are taken back
+    (stopping at 0, the rest owed), so the shopper never keeps both the discount and the points."""
+    # What the hand-back or expiry actually moved (a give-back Smaregi refused gave nothing back).
+    given_back = int(session.scalar(select(func.coalesce(func.sum(PointMovement.points), 0)).where(
+        PointMovement.conversion_id == c.id, PointMovement.kind == MovementKind.GIVE_BACK,
+        PointMovement.state.in_(COMMITTED))) or 0)
+    c.status, c.order_id, c.order_name = ConversionStatus.USED, order.shopify_order_id, order.name
+    c.points_returned = 0
+    c.metafield_recorded = False  # the coupon list shows it used (the sweeper rewrites the entry)
+    log.info("coupon.used", extra={"conversion_id": c.id, "order_id": order.shopify_order_id})
+    if given_back <= 0:
+        return []
+    log.warning("coupon.used_after_give_back", extra={"conversion_id": c.id, "order_id": order.shopify_order_id,
+                                                      "points": given_back})
     return [movements.plan(session, shop_id=c.shop_id, customer_id=c.shopify_customer_id,
-                           kind=MovementKind.GIVE_BACK, reason=MovementReason.COUPON_GIVEN_BACK, points=back,
+                           kind=MovementKind.TAKE_BACK, reason=MovementReason.ONLINE_CONVERSION, points=-given_back,
                            smaregi_customer_id=c.smaregi_customer_id, order_id=order.shopify_order_id,
                            conversion_id=c.id).id]
 

@@ -22,37 +22,84 @@ from ..webhooks.delivery import Delivery, MalformedPayload, parse_time, positive
 
 ORDER_TOPICS = {"orders/paid", "orders/updated", "orders/cancelled", "orders/fulfilled"}
 PAID_STATUSES = {"paid", "partially_refunded", "refunded"}  # not pending, authorized, partially_paid
+# Amounts below 10^15: far above any order, and it keeps the arithmetic bounded ("1e400000000" is a
+# finite Decimal).
+MAX_DIGITS = 15
+MAX_QUANTITY = 10**9
 
 
 def _money(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+        raise MalformedPayload(f"{what} is not an amount")
     try:
         amount = Decimal(str(value if value is not None else "0"))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         raise MalformedPayload(f"{what} is not an amount") from None
-    if not amount.is_finite():
+    if not amount.is_finite() or amount.adjusted() >= MAX_DIGITS:  # (no arithmetic: it could overflow)
         raise MalformedPayload(f"{what} is not an amount")
     return amount
 
 
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{what} is not an object")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedPayload(f"{what} is not a list")
+    return value
+
+
 def _shop_money(payload: dict[str, Any], field: str) -> Decimal:
     """The amount in the shop's currency (`*_set.shop_money`), else the plain field."""
-    money = ((payload.get(f"{field}_set") or {}).get("shop_money") or {}).get("amount")
+    shop_money = _object(_object(payload.get(f"{field}_set"), f"{field}_set").get("shop_money"), f"{field}_set")
+    money = shop_money.get("amount")
     return _money(money if money is not None else payload.get(field), field)
+
+
+def _quantity(line: dict[str, Any], field: str) -> int:
+    quantity = line.get(field, line.get("quantity", 0))
+    if quantity is None:
+        return 0
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_QUANTITY:
+        raise MalformedPayload("line item quantity is not a count")
+    return quantity
+
+
+def _base(payload: dict[str, Any], subtotal: str, quantity: str) -> Decimal:
+    """A subtotal in shop money minus the gift-card lines (gift cards earn nothing)."""
+    gift_cards = Decimal(0)
+    for line in _list(payload.get("line_items"), "line_items"):
+        if isinstance(line, dict) and line.get("gift_card"):
+            gift_cards += _shop_money(line, "price") * _quantity(line, quantity)
+    return max(Decimal(0), _shop_money(payload, subtotal) - gift_cards)
 
 
 def facts(payload: dict[str, Any]) -> dict[str, Any]:
     """What the earning rule reads from an order (contract: "Online earning and giving points back")."""
-    gift_cards = Decimal(0)
-    for line in payload.get("line_items") or []:
-        if isinstance(line, dict) and line.get("gift_card"):
-            quantity = line.get("current_quantity", line.get("quantity", 0))
-            gift_cards += _shop_money(line, "price") * Decimal(str(quantity or 0))
-    base = max(Decimal(0), _shop_money(payload, "current_subtotal_price") - gift_cards)
-    codes = sorted({str(d.get("code")).strip().upper() for d in payload.get("discount_codes") or []
+    base = _base(payload, "current_subtotal_price", "current_quantity")
+    codes = sorted({str(d.get("code")).strip().upper() for d in _list(payload.get("discount_codes"), "discount_codes")
                     if isinstance(d, dict) and d.get("code")})
     return {"base": str(base), "paid": payload.get("financial_status") in PAID_STATUSES,
             "fulfilled": payload.get("fulfillment_status") == "fulfilled",
             "cancelled": bool(payload.get("cancelled_at")), "codes": codes}
+
+
+def paid_base(payload: dict[str, Any], current: Decimal) -> Decimal:
+    """The base as paid, before any refund, for the refunded share of a coupon's points. Read from
+    the payload itself, so a first delivery that is already refunded still knows it: `subtotal_price`
+    (after discounts, before shipping and taxes) is not reduced by refunds, unlike
+    `current_subtotal_price`; gift cards at their ordered `quantity`. Never below the current base
+    (an edit that added items); the current base when the payload has no `subtotal_price`."""
+    if payload.get("subtotal_price") is None and payload.get("subtotal_price_set") is None:
+        return current
+    return max(current, _base(payload, "subtotal_price", "quantity"))
 
 
 def customer_id_of(payload: dict[str, Any]) -> int | None:
@@ -65,7 +112,10 @@ def customer_id_of(payload: dict[str, Any]) -> int | None:
 def validate(topic: str, payload: Any) -> None:
     positive_id(payload.get("id"), "order id")
     parse_time(payload.get("updated_at"))
-    facts(payload)
+    customer = payload.get("customer")
+    if isinstance(customer, dict) and customer.get("id") is not None:
+        positive_id(customer["id"], "customer id")
+    paid_base(payload, Decimal(facts(payload)["base"]))
 
 
 def handle_order(session: Session, config: Config, delivery: Delivery) -> str:
@@ -78,7 +128,8 @@ def handle_order(session: Session, config: Config, delivery: Delivery) -> str:
         "name": str(payload.get("name") or "")[:64] or None,
         "shopify_updated_at": parse_time(payload.get("updated_at")) or now, "facts": state,
         "paid_seen_at": now if state["paid"] else None, "fulfilled_seen_at": now if state["fulfilled"] else None,
-        "base_when_paid": state["base"] if state["paid"] else None, "now": now}).first()
+        "base_when_paid": str(paid_base(payload, Decimal(state["base"]))) if state["paid"] else None,
+        "now": now}).first()
     if row is None:
         return "stale"
     if conn.dialect.name == "postgresql":

@@ -23,6 +23,15 @@ def authenticated(view):
     return wrapper
 
 
+MAX_ROW_ID = 2**31 - 1  # our rows' primary keys are INTEGER
+
+
+def _row_id(value) -> bool:
+    """An id one of our rows can have. Beyond that it names no row (and would be a database error):
+    the same answer as any unknown id."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ROW_ID
+
+
 def body() -> dict:
     data = request.get_json(silent=True)
     return data if isinstance(data, dict) else {}
@@ -98,7 +107,7 @@ def problems(shop):
 @authenticated
 def retry(shop):
     ids = body().get("link_ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)):
+    if ids is not None and (not isinstance(ids, list) or not all(_row_id(i) for i in ids)):
         raise InvalidRequest("link_ids must be a list of ids")
     return jsonify({"queued": merchant.retry(services(), shop, ids)})
 
@@ -107,7 +116,7 @@ def retry(shop):
 @authenticated
 def resolve_conflict(shop, link_id: int):
     chosen = str(body().get("smaregi_customer_id") or "")
-    if not merchant.resolve_conflict(services(), shop, link_id, chosen):
+    if not _row_id(link_id) or not merchant.resolve_conflict(services(), shop, link_id, chosen):
         raise InvalidRequest("Not a conflict of this shop, or not one of its candidates.")
     return jsonify({"resolved": True})
 
@@ -166,7 +175,7 @@ def audit_run(shop):
 @bp.post("/audit/findings/<int:finding_id>/fix")
 @authenticated
 def audit_fix(shop, finding_id: int):
-    if not audit.fix(services(), shop.shop_id, finding_id):
+    if not _row_id(finding_id) or not audit.fix(services(), shop.shop_id, finding_id):
         raise InvalidRequest("No open finding of this shop with a safe fix; check it in Smaregi.")
     return jsonify({"fixed": True})
 
@@ -174,7 +183,7 @@ def audit_fix(shop, finding_id: int):
 @bp.post("/audit/findings/<int:finding_id>/dismiss")
 @authenticated
 def audit_dismiss(shop, finding_id: int):
-    if not audit.dismiss(services(), shop.shop_id, finding_id):
+    if not _row_id(finding_id) or not audit.dismiss(services(), shop.shop_id, finding_id):
         raise NotFound("No open finding of this shop.")
     return jsonify({"dismissed": True})
 @bp.get("/import")

@@ -32,7 +32,10 @@ def parse_time(value: Any) -> datetime | None:
     return moment
 
 
+MAX_ID = 2**63 - 1  # Shopify's ids are 64-bit; the database's BIGINT is signed
+
+
 def positive_id(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise MalformedPayload(f"{what} missing or not a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_ID:
+        raise MalformedPayload(f"{what} missing or not a positive 64-bit integer")
     return value
