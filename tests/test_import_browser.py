@@ -40,4 +40,7 @@ def test_the_merchant_starts_the_import_and_follows_it_to_the_end(world, browser
     assert browser.text("[data-import-count=counted]") == "31"
     assert browser.text("[data-import-count=created]") == "30"
     assert browser.text("[data-import-count=held]") == "1"
-    assert "8000000000001" in browser.text("[data-import-held-list]")
+    # The held customer by the name Shopify has for them, linked to them in Shopify admin.
+    link = browser.wait_for("document.querySelector('[data-import-held-list] a')"
+                            " && document.querySelector('[data-import-held-list] a').href")
+    assert link.endswith("/customers/8000000000001")
