@@ -81,3 +81,32 @@ def test_probe_nul_key(pg_shopper):
     assert resp.status_code in (201, 400), resp.data
     resp = s.client.get(proxy_url(s.services.config.shopify_api_secret, "balance", TARO, extra={"locale": "x\x00"}))
     assert resp.status_code < 500, resp.data
+
+
+def test_F2_expired_coupons_of_a_shop_that_cannot_be_reached_do_not_block_every_other_shops_give_backs(shopper):  # noqa: F811
+    import uuid as _uuid
+    from datetime import date, datetime, timedelta, timezone
+
+    from sqlalchemy import update
+
+    from app.models import Conversion, Shop
+    from app.points.returns import EXPIRY_BATCH, give_back_expired
+
+    coupon = _coupon(shopper)  # Taro, 1250 → 750
+    now = datetime.now(timezone.utc)
+    with shopper.services.db.transaction() as s:
+        s.execute(update(Conversion).values(expires_at=now - timedelta(minutes=5)))
+        gone = Shop(domain="gone-shop.myshopify.com", installed_at=now - timedelta(days=90),
+                    uninstalled_at=now - timedelta(days=1))
+        s.add(gone)
+        s.flush()
+        for i in range(EXPIRY_BATCH):  # its coupons expired before Taro's
+            s.add(Conversion(id=str(_uuid.uuid4()), shop_id=gone.id, shopify_customer_id=1000 + i,
+                             smaregi_customer_id=str(900 + i), idempotency_key=f"gone-key-{i:04d}", points=100,
+                             amount=100, currency="JPY", code=f"0{i:04d}-GONEGO-100", local_date=date(2026, 10, 1),
+                             status="completed", expires_at=now - timedelta(days=2), metafield_recorded=True))
+    for _ in range(3):  # three runs of the job (15 minutes of the worker)
+        give_back_expired(shopper.services)
+    shopper.settle()
+    [listed] = shopper.conversions()["conversions"]
+    assert listed["status"] == "expired" and shopper.balance() == 1250, (listed["status"], shopper.balance())
