@@ -87,6 +87,17 @@ def test_F1g_a_signed_customer_webhook_with_nul_in_a_name_is_not_a_500(pg_shoppe
     assert resp.status_code in (200, 400), resp.status_code
 
 
+def test_F1h_merchant_settings_with_nul_are_a_field_error_not_500(pg_shopper):  # noqa: F811
+    current = _admin(pg_shopper, "GET", "/settings").json
+    fields = ("yen_per_point", "points_unit", "points_minimum", "points_daily_limit", "coupon_valid_days",
+              "blank_name_placeholder", "rank_labels", "keep_store_member_codes", "sync_enabled")
+    body = {k: current.get(k) for k in fields}
+    assert _admin(pg_shopper, "PUT", "/settings", json=body).status_code == 200  # as it stands: saved
+    body["blank_name_placeholder"] = "名無\u0000し"
+    resp = _admin(pg_shopper, "PUT", "/settings", json=body)
+    assert resp.status_code in (400, 422), resp.status_code
+
+
 # FINDING F2 (medium-high, money withheld from every shop): the expiry give-back job takes the 20
 # oldest expired `completed` coupons of ALL shops (order by expires_at, limit 20), with no lease,
 # no next attempt and no attempt count. A coupon whose code cannot be withdrawn (its shop uninstalled
