@@ -206,3 +206,40 @@ def test_F4_a_key_refused_for_insufficient_points_is_refused_again_after_the_bal
     assert (again.status_code, (again.json.get("error") or {}).get("code")) == (422, "insufficient_points"), \
         again.json
     assert shopper.balance() == 2250 and shopper.active_codes() == []
+
+
+# FINDING F6 (high, money): a `loyalty.coupons` metafield that is valid JSON but not a list of
+# objects ({} , null, ["x"], {"coupons": [...]}) — the merchant can edit it on the customer's page
+# in Shopify admin, and any app with customer write access can write the unreserved `loyalty`
+# namespace — makes Discounts.record_coupon raise AttributeError/TypeError (`entry in None`,
+# `c.get` on a str). _append_coupon catches only Shopify failures, so the conversion that has
+# ALREADY deducted the points stops in `deducted`: the shopper gets a 500 and no code, the sweeper
+# hits the same error on every pass (the row never completes, never compensates), and because
+# `deducted` is in flight the customer can never convert again (409 conversion_in_progress).
+# DESIGN: "Never twice, never lost"; a crash anywhere leaves a row the sweeper finishes; the
+# metafield write is best effort (saga.py's own docstring).
+# At fault: app/shopify/discounts.py:135-141 (only ValueError handled; shape never checked) and
+# app/points/saga.py:193-205 (_append_coupon: `except SHOPIFY_FAILURES` only).
+# Fix: in record_coupon treat anything but a list as [] and skip non-dict items (keep foreign items
+# untouched when rewriting, or refuse with ShopifyRejected("metafield_unreadable") so the saga
+# treats it as a failed write); in _append_coupon never let the record step stop a deducted
+# conversion from completing.
+def test_F6_a_malformed_coupons_metafield_does_not_strand_deducted_points(shopper):  # noqa: F811
+    from app.points.saga import sweep
+
+    owner = f"gid://shopify/Customer/{TARO}"
+    with shopper.shopify.lock:
+        shopper.shopify.shop(SHOP).metafields[(owner, "loyalty", "coupons")] = {"value": "{}", "type": "json"}
+    resp = shopper.convert(500)
+    from sqlalchemy import update
+
+    from app.models import Conversion
+
+    for _ in range(3):  # the sweeper's passes, once the request's lease has run out
+        with shopper.services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(shopper.services)
+    [row] = shopper.ledger()
+    assert shopper.balance() == 750  # the points left the member...
+    assert row.status == "completed", (resp.status_code, row.status)  # ...so the code is theirs
+    assert shopper.convert(500).status_code == 201  # and the customer is not blocked for good
