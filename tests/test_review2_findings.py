@@ -243,3 +243,49 @@ def test_F6_a_malformed_coupons_metafield_does_not_strand_deducted_points(shoppe
     assert shopper.balance() == 750  # the points left the member...
     assert row.status == "completed", (resp.status_code, row.status)  # ...so the code is theirs
     assert shopper.convert(500).status_code == 201  # and the customer is not blocked for good
+
+
+# FINDING F5 (medium, robustness): a deeply nested JSON body (a few kilobytes of "[[[[…]]]]") makes
+# json.loads raise RecursionError, which is not a ValueError: Flask's get_json(silent=True) and the
+# webhook parsers' `except ValueError` let it through, so the answer is a 500 instead of 400
+# invalid_request. Any logged-in shopper can send it to POST /proxy/conversions (and with their
+# token to /customer-account/conversions); the merchant's admin API and both webhook receivers do
+# the same. At fault: app/web/shopper.py:55, app/web/admin.py:36/56/71, app/web/smaregi_connect.py:30
+# (request.get_json(silent=True)), app/web/webhooks.py:22, app/web/smaregi_webhooks.py:31-34.
+# Fix: one JSON-body helper for every blueprint that catches (ValueError, RecursionError) and
+# answers invalid_request (and a MAX_CONTENT_LENGTH for these small bodies).
+DEEP_JSON = ("[" * 50_000 + "]" * 50_000).encode()
+
+
+def test_F5a_a_deeply_nested_conversion_body_is_400_not_500(shopper):  # noqa: F811
+    s = shopper
+    resp = s.client.post(proxy_url(s.services.config.shopify_api_secret, "conversions", TARO), data=DEEP_JSON,
+                         content_type="application/json")
+    assert resp.status_code == 400, resp.status_code
+    cfg = s.services.config
+    token = customer_account_token(cfg.shopify_api_key, cfg.shopify_api_secret, SHOP, TARO)
+    resp = s.client.post("/customer-account/conversions", data=DEEP_JSON, content_type="application/json",
+                         headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code == 400, resp.status_code
+    assert s.balance() == 1250 and s.active_codes() == []
+
+
+def test_F5b_a_deeply_nested_admin_body_is_a_clean_4xx(shopper):  # noqa: F811
+    for method, path in (("PUT", "/settings"), ("PUT", "/earning"), ("POST", "/sync/retry")):
+        resp = _admin(shopper, method, path, data=DEEP_JSON, content_type="application/json")
+        assert resp.status_code in (400, 422), (path, resp.status_code)
+
+
+def test_F5c_a_deeply_nested_signed_webhook_is_400_not_500(shopper):  # noqa: F811
+    resp = deliver(shopper.client, shopper.services.config.shopify_api_secret, "orders/paid", None, raw=DEEP_JSON)
+    assert resp.status_code == 400, resp.status_code
+
+
+def test_F5d_a_deeply_nested_smaregi_webhook_is_400_not_500(db_url, make_services):
+    from app import create_app
+
+    client = create_app(services=make_services(db_url, SMAREGI_WEBHOOK_SECRET="review-secret-0001")).test_client()
+    resp = client.post("/smaregi/webhooks", data=DEEP_JSON, content_type="application/json",
+                       headers={"X-Pointbridge-Secret": "review-secret-0001", "Smaregi-Event": "pos:customers",
+                                "Smaregi-Contract-Id": CONTRACT, "Smaregi-Event-Id": "review-event-1"})
+    assert resp.status_code == 400, resp.status_code
