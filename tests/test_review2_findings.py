@@ -289,3 +289,17 @@ def test_F5d_a_deeply_nested_smaregi_webhook_is_400_not_500(db_url, make_service
                        headers={"X-Pointbridge-Secret": "review-secret-0001", "Smaregi-Event": "pos:customers",
                                 "Smaregi-Contract-Id": CONTRACT, "Smaregi-Event-Id": "review-event-1"})
     assert resp.status_code == 400, resp.status_code
+
+
+# FINDING F7 (low, robustness): an `updated_at` that parses but cannot be turned into UTC
+# ("0001-01-01T00:00:00+09:00", "9999-12-31T23:59:59-09:00") passes parse_time and then overflows
+# in the UTCDateTime column type: a signed delivery answers 500 (Shopify retries it for 48 hours)
+# instead of 400. At fault: app/webhooks/delivery.py:24-33 (parse_time checks the zone, not the
+# range). Fix: convert to UTC inside parse_time and answer MalformedPayload on OverflowError (and
+# refuse a moment far in the future, which would otherwise make every later delivery "stale").
+def test_F7_an_updated_at_at_the_edge_of_the_calendar_is_400_not_500(shopper):  # noqa: F811
+    for i, moment in enumerate(("0001-01-01T00:00:00+09:00", "9999-12-31T23:59:59-09:00")):
+        payload = order(order_id=7000 + i)
+        payload["updated_at"] = moment
+        resp = deliver(shopper.client, shopper.services.config.shopify_api_secret, "orders/paid", payload)
+        assert resp.status_code == 400, (moment, resp.status_code)
