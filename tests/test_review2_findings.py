@@ -3,7 +3,8 @@ reviewed code (main at 0463731) because of the finding its comment names, and pa
 finding is fixed. F1 NUL characters → 500 on Postgres; F2 expiry give-backs blocked for every shop
 by unreachable ones; F3 concurrent review confirmations → 500; F4 a refused idempotency key is
 judged afresh; F5 deeply nested JSON → 500; F6 a malformed loyalty.coupons metafield strands
-deducted points; F7 updated_at overflow → 500."""
+deducted points; F7 updated_at overflow → 500; F8 a member deleted at the register can still hand a
+coupon back (code withdrawn, points never land)."""
 from __future__ import annotations
 
 from app.dev.signing import app_home_id_token, customer_account_token
@@ -307,3 +308,26 @@ def test_F7_an_updated_at_at_the_edge_of_the_calendar_is_400_not_500(shopper):  
         payload["updated_at"] = moment
         resp = deliver(shopper.client, shopper.services.config.shopify_api_secret, "orders/paid", payload)
         assert resp.status_code == 400, (moment, resp.status_code)
+
+
+# FINDING F8 (medium, money): a member deleted or withdrawn at the register can still "hand back" a
+# coupon: return_coupon never asks whether the member is registered, so it withdraws the code in
+# Shopify (the customer loses a coupon that was worth money) and plans a give-back that can never
+# land (point/add answers 404: not applied, retried every minute for ever, no attempt counted,
+# nobody told). DESIGN: "A member deleted or withdrawn in Smaregi: the shopper gets
+# `not_registered`". At fault: app/points/returns.py:40-70 (no linked_member/NotRegistered check
+# before _withdraw). Fix: read the link as convert() does (linked_member raises NotRegistered) before
+# touching Shopify, and give a movement whose member is gone (404) a state the merchant sees
+# instead of an endless NOT_APPLIED loop.
+def test_F8_a_member_deleted_at_the_register_is_not_registered_and_keeps_the_coupon(shopper):  # noqa: F811
+    from sqlalchemy import update
+
+    from app.models import MemberLink
+
+    coupon = _coupon(shopper)
+    shopper.smaregi.delete_member(CONTRACT, shopper.taro["customerId"])
+    with shopper.services.db.transaction() as s:  # what the pos:customers webhook records
+        s.execute(update(MemberLink).values(member_status="deleted"))
+    resp = shopper.hand_back(coupon["id"])
+    assert (resp.status_code, (resp.json.get("error") or {}).get("code")) == (404, "not_registered"), resp.json
+    assert len(shopper.active_codes()) == 1  # nothing changed
