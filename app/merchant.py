@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import String, case, cast, func, or_, select
+from sqlalchemy import String, case, cast, func, or_, select, update
 
 from . import connect
 from .models import Conversion, DataRequest, MemberLink, Order, PointMovement, Shop, ShopSettings, SmaregiContract, utcnow
+from .points.errors import ConversionInProgress
 from .points.ledger import ConversionStatus, shop_today, shown_code
 from .points.member import forget_settings
 from .services import Services
@@ -18,6 +19,13 @@ from .settings import effective_settings
 from .shops import ensure_shop
 from .smaregi.errors import SmaregiBadRequest, SmaregiError, SmaregiForbidden, SmaregiNotFound, SmaregiUnauthorized
 from .sync import operations, scheduler
+
+
+REVIEW_CLAIM = timedelta(seconds=60)  # longer than the Shopify and Smaregi calls a review answer makes
+
+
+class ReviewInProgress(ConversionInProgress):
+    message = "Another answer to this review is being recorded."
 
 
 class SettingsInvalid(Exception):
@@ -267,15 +275,33 @@ def conversions(services: Services, shop: AdminShop, query: str = "", status: st
 
 
 def resolve_review(services: Services, shop: AdminShop, conversion_id: str, points_were_deducted: bool) -> bool:
-    from .points.saga import Saga
+    from .points.saga import LostRace, Saga
 
+    now = utcnow()
     with services.db.transaction() as session:
         owned = session.scalar(select(Conversion.id).where(Conversion.id == conversion_id,
                                                            Conversion.shop_id == shop.shop_id,
                                                            Conversion.status == ConversionStatus.NEEDS_REVIEW))
+        # Two answers at once (a double click, two staff members): the first claims the review,
+        # so the other can neither re-enable a code the first withdrew nor fail halfway.
+        claimed = owned is not None and session.execute(
+            update(Conversion).where(Conversion.id == conversion_id, Conversion.status == ConversionStatus.NEEDS_REVIEW,
+                                     or_(Conversion.leased_until.is_(None), Conversion.leased_until < now))
+            .values(leased_until=now + REVIEW_CLAIM)).rowcount == 1
     if owned is None:
         return False
-    Saga(services).resolve_review(conversion_id, points_were_deducted)
+    if not claimed:
+        raise ReviewInProgress()
+    try:
+        Saga(services).resolve_review(conversion_id, points_were_deducted)
+    except LostRace:
+        raise ReviewInProgress() from None
+    except Exception:
+        with services.db.transaction() as session:  # nothing decided: the merchant may answer again
+            session.execute(update(Conversion).where(Conversion.id == conversion_id,
+                                                     Conversion.status == ConversionStatus.NEEDS_REVIEW)
+                            .values(leased_until=None))
+        raise
     return True
 
 

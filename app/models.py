@@ -331,6 +331,23 @@ class Conversion(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class ConversionRefusal(Base):
+    """A conversion request the rules refused before anything was reserved, kept under its
+    idempotency key: the same key again gets the same refusal, even once the balance has grown."""
+
+    __tablename__ = "conversion_refusals"
+    __table_args__ = (UniqueConstraint("shop_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("shops.id", ondelete="CASCADE"))
+    shopify_customer_id: Mapped[int] = mapped_column(BigInteger)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    points: Mapped[int] = mapped_column(BigInteger)
+    error_code: Mapped[str] = mapped_column(String(64))
+    error_message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PointMovement(Base):
     """Every change the app makes to a member's Smaregi points, written before it is sent
     (app/points/movements.py). Smaregi's point/add is relative and has no idempotency key, so this

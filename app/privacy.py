@@ -16,6 +16,7 @@ from .models import (
     AuditFinding,
     BalanceSnapshot,
     Conversion,
+    ConversionRefusal,
     DataRequest,
     DirectoryMember,
     LinkState,
@@ -85,7 +86,7 @@ def redact_customer(session: Session, config: Config, shop: Shop, payload: dict[
     if link is not None and link.smaregi_customer_id and contract is not None:
         session.execute(delete(DirectoryMember).where(DirectoryMember.contract_id == contract.contract_id,
                                                       DirectoryMember.smaregi_customer_id == link.smaregi_customer_id))
-    for model in (MemberLink, BalanceSnapshot, DataRequest, AuditFinding):
+    for model in (MemberLink, BalanceSnapshot, DataRequest, AuditFinding, ConversionRefusal):
         session.execute(delete(model).where(model.shop_id == shop.id, model.shopify_customer_id == customer_id))
     log.info("privacy.customer_redacted", extra={"shop_id": shop.id, "customer_id": customer_id})
     return "customer_redacted"

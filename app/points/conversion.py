@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..models import Conversion, utcnow
+from ..db import insert_ignoring_conflict
+from ..models import Conversion, ConversionRefusal, utcnow
 from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
@@ -44,6 +45,11 @@ ERROR_FOR_CODE: dict[str, type[e.PointsError]] = {
     "insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
     "pos_unavailable": e.PosUnavailable, "pos_timeout": e.PosTimeout, "not_registered": e.NotRegistered,
 }
+
+
+# What the rules refuse before anything is reserved; a replay of the key answers the same.
+REFUSALS: dict[str, type[e.PointsError]] = {
+    cls.code: cls for cls in (e.NotMultipleOfUnit, e.BelowMinimum, e.DailyLimitExceeded, e.InsufficientPoints)}
 
 
 def parse_request(body: Any) -> tuple[int, str]:
@@ -74,10 +80,25 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         existing = session.scalar(select(Conversion).where(Conversion.shop_id == shop_id,
                                                            Conversion.idempotency_key == key))
+        refused = None if existing is not None else session.scalar(
+            select(ConversionRefusal).where(ConversionRefusal.shop_id == shop_id,
+                                            ConversionRefusal.idempotency_key == key))
         converted = converted_today(session, shop_id, shopper.customer_id, settings)
         linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)
     if existing is not None:
         return replay(existing, shopper, points, settings)
+    if refused is not None:
+        _same_request(refused, shopper, points)
+        raise REFUSALS[refused.error_code](refused.error_message)
+    try:
+        return _convert(services, shopper, points, key, shop_id, settings, converted, linked)
+    except tuple(REFUSALS.values()) as refusal:
+        _remember_refusal(services, shop_id, shopper, points, key, refusal)
+        raise
+
+
+def _convert(services: Services, shopper: Shopper, points: int, key: str, shop_id: int,
+             settings: EffectiveSettings, converted: int, linked) -> ConversionResult:
     check_rules(points, settings, converted)
     client = services.smaregi.contract(settings.contract_id)
     deadline = time.monotonic() + BALANCE_CHECK_BUDGET_S
@@ -102,15 +123,30 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
 
 def replay(conversion: Conversion, shopper: Shopper, points: int, settings: EffectiveSettings) -> ConversionResult:
     """The original outcome, calling nothing: success again, or the same error again."""
-    if conversion.shopify_customer_id != shopper.customer_id:
-        raise e.Forbidden()  # someone else's key: not a way to see another customer's conversion
-    if conversion.points != points:
-        raise e.InvalidRequest("This idempotency_key was already used for a different amount.")
+    _same_request(conversion, shopper, points)
     if conversion.status == "failed" and conversion.error_code in ERROR_FOR_CODE:
         raise ERROR_FOR_CODE[conversion.error_code](conversion.error_message)
     if conversion.status in IN_FLIGHT:
         raise e.ConversionInProgress()  # no outcome yet to replay; the same key again later will have one
     return ConversionResult(conversion, False, settings.timezone)
+
+
+def _same_request(original: Conversion | ConversionRefusal, shopper: Shopper, points: int) -> None:
+    if original.shopify_customer_id != shopper.customer_id:
+        raise e.Forbidden()  # someone else's key: not a way to see another customer's conversion
+    if original.points != points:
+        raise e.InvalidRequest("This idempotency_key was already used for a different amount.")
+
+
+def _remember_refusal(services: Services, shop_id: int, shopper: Shopper, points: int, key: str,
+                      refusal: e.PointsError) -> None:
+    """Only the rules' verdicts are kept: a POS that did not answer (503/504) is worth another try
+    with the same key, and the block keeps its key for exactly that."""
+    with services.db.transaction() as session:
+        insert_ignoring_conflict(session, ConversionRefusal, {
+            "shop_id": shop_id, "shopify_customer_id": shopper.customer_id, "idempotency_key": key,
+            "points": points, "error_code": refusal.code, "error_message": refusal.message, "created_at": utcnow()},
+            ["shop_id", "idempotency_key"])
 
 
 def list_conversions(services: Services, shopper: Shopper, limit: int = 50) -> list[dict[str, Any]]:

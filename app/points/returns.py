@@ -11,7 +11,7 @@ import logging
 import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, or_, select, update
 
 from ..models import Conversion, PointMovement, Shop, utcnow
 from ..services import Services
@@ -23,7 +23,7 @@ from . import errors as e
 from . import movements
 from .conversion import ConversionResult
 from .ledger import ConversionStatus
-from .member import Shopper, shop_and_settings_in
+from .member import Shopper, linked_member, shop_and_settings_in
 from .movements import MovementKind, MovementReason, Target
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ S = ConversionStatus
 SHOPIFY_FAILURES = (ShopifyRejected, ShopifyUnavailable, ShopNotAuthorized)
 GIVE_BACK_BUDGET_S = 3.0
 EXPIRY_BATCH = 20
+WITHDRAW_FAILED = "withdraw_failed"
+EXPIRY_RETRY_FIRST, EXPIRY_RETRY_MAX = timedelta(minutes=2), timedelta(hours=1)
 
 
 class _Used(Exception):
@@ -46,10 +48,13 @@ def return_coupon(services: Services, shopper: Shopper, conversion_id: str) -> C
                                                     Conversion.shopify_customer_id == shopper.customer_id))
         if c is not None:
             session.expunge(c)
+            registered = _registered(session, settings.contract_id, shop_id, shopper.customer_id)
     if c is None:
         raise e.NotFound()  # unknown, or another customer's: the same answer
     if c.status == S.RETURNED:
         return _answer(services, c, settings.timezone)
+    if not registered:  # withdrawn or deleted at the register: the points would have nowhere to go
+        raise e.NotRegistered()
     if not settings.coupon_return_unused:
         raise e.Forbidden("This store does not take coupons back.")
     if c.status == S.USED or c.order_id is not None:
@@ -70,6 +75,14 @@ def return_coupon(services: Services, shopper: Shopper, conversion_id: str) -> C
     movements.drive(services, movement_id, target, deadline=time.monotonic() + GIVE_BACK_BUDGET_S,
                     shopper_waiting=True)
     return _answer(services, _load(services, c.id), settings.timezone)
+
+
+def _registered(session, contract_id: str, shop_id: int, customer_id: int) -> bool:
+    try:
+        linked_member(session, contract_id, shop_id, customer_id)
+    except e.NotRegistered:
+        return False
+    return True
 
 
 def _answer(services: Services, c: Conversion, tz) -> ConversionResult:
@@ -105,7 +118,12 @@ def _give_back(services: Services, c: Conversion, status: ConversionStatus, *, l
         moved = session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED,
                                                          Conversion.order_id.is_(None))
                                 .values(status=status, points_returned=c.points, metafield_recorded=False,
-                                        updated_at=utcnow()).returning(Conversion.id)).first()
+                                        next_attempt_at=None, updated_at=utcnow(),
+                                        error_code=case((Conversion.error_code == WITHDRAW_FAILED, None),
+                                                        else_=Conversion.error_code),
+                                        error_message=case((Conversion.error_code == WITHDRAW_FAILED, None),
+                                                           else_=Conversion.error_message))
+                                .returning(Conversion.id)).first()
         if moved is None:
             return None
         m = movements.plan(session, shop_id=c.shop_id, customer_id=c.shopify_customer_id,
@@ -130,8 +148,12 @@ def give_back_expired(services: Services) -> float:
     Returns seconds until the next run: well within the hour the contract allows."""
     now = utcnow()
     with services.db.transaction() as session:
-        due = session.scalars(select(Conversion).where(
-            Conversion.status == S.COMPLETED, Conversion.expires_at < now, Conversion.order_id.is_(None))
+        # A shop that uninstalled the app cannot withdraw its codes, and one whose withdrawal failed
+        # waits out its back-off: neither may hold the head of the queue for every other shop.
+        due = session.scalars(select(Conversion).join(Shop, Shop.id == Conversion.shop_id).where(
+            Conversion.status == S.COMPLETED, Conversion.expires_at < now, Conversion.order_id.is_(None),
+            Shop.uninstalled_at.is_(None),
+            or_(Conversion.next_attempt_at.is_(None), Conversion.next_attempt_at <= now))
             .order_by(Conversion.expires_at).limit(EXPIRY_BATCH)).all()
         shops = {c.shop_id: session.get(Shop, c.shop_id) for c in due}
         rules = {shop_id: effective_settings(session, shop, services.config) for shop_id, shop in shops.items()}
@@ -149,5 +171,17 @@ def give_back_expired(services: Services) -> float:
         except _Used:
             continue
         except SHOPIFY_FAILURES as exc:
-            log.warning("coupon.expiry_withdraw_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
+            _withdraw_failed_later(services, c, exc)
     return 60 if len(due) == EXPIRY_BATCH else 300
+
+
+def _withdraw_failed_later(services: Services, c: Conversion, exc: Exception) -> None:
+    """Try again later, backing off to an hour; the merchant sees why on the coupon."""
+    delay = min(EXPIRY_RETRY_MAX, EXPIRY_RETRY_FIRST * 2 ** min(c.attempts, 10))
+    with services.db.transaction() as session:
+        session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED).values(
+            attempts=Conversion.attempts + 1, next_attempt_at=utcnow() + delay, error_code=WITHDRAW_FAILED,
+            error_message=f"The expired code could not be withdrawn in Shopify ({type(exc).__name__}); "
+                          "its points come back once it is."))
+    log.warning("coupon.expiry_withdraw_failed", extra={"conversion_id": c.id, "error": type(exc).__name__,
+                                                        "attempts": c.attempts + 1})

@@ -132,13 +132,10 @@ class Discounts:
             data = self.admin.graphql(shop, READ_COUPONS, {"id": gid, "namespace": COUPONS_NAMESPACE,
                                                            "key": COUPONS_KEY})
             field = ((data.get("customer") or {}).get("metafield")) or {}
-            try:
-                coupons = json.loads(field["value"]) if field.get("value") else []
-            except ValueError:
-                coupons = []
+            coupons = _coupon_list(field.get("value"))
             if entry in coupons:
                 return  # already recorded (a retry after a lost answer)
-            coupons = [c for c in coupons if c.get("code") != entry["code"]]
+            coupons = [c for c in coupons if not (isinstance(c, dict) and c.get("code") == entry["code"])]
             # compareDigest null means "only if it does not exist yet" (Shopify, metafieldsSet).
             metafield = {"ownerId": gid, "namespace": COUPONS_NAMESPACE, "key": COUPONS_KEY, "type": "json",
                          "value": json.dumps([*coupons, entry], ensure_ascii=False),
@@ -150,3 +147,14 @@ class Discounts:
             if not any(e.get("code") == "STALE_OBJECT" for e in errors):
                 raise ShopifyRejected("metafield_rejected", errors)
         raise ShopifyRejected("metafield_contended")
+
+
+def _coupon_list(value: str | None) -> list[Any]:
+    """The metafield as a list. The `loyalty` namespace is not reserved: the merchant (on the
+    customer's page) or another app may have written anything there, and an unreadable value must
+    never stop a conversion whose points are already deducted, so it is read as empty and rewritten."""
+    try:
+        coupons = json.loads(value) if value else []
+    except (ValueError, RecursionError):
+        return []
+    return coupons if isinstance(coupons, list) else []

@@ -18,6 +18,7 @@ def register_blueprints(app: Flask) -> None:
         customer_account,
         errors,
         health,
+        inbound,
         proxy,
         smaregi_connect,
         smaregi_webhooks,
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
     )
 
     errors.register(app)
+    inbound.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(customer_account.bp)
     app.register_blueprint(admin.bp)

@@ -33,8 +33,14 @@ def _row_id(value) -> bool:
 
 
 def body() -> dict:
+    """The JSON object sent, `{}` when nothing was sent. A body that is there but unreadable is
+    refused: read as `{}` it would mean "everything" to the retry."""
+    if not request.get_data(cache=True):
+        return {}
     data = request.get_json(silent=True)
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return data
 
 
 @bp.get("/dashboard")

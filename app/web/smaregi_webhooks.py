@@ -5,14 +5,13 @@ nothing). Unset secret: 404, as if the endpoint did not exist. Record, answer, l
 """
 from __future__ import annotations
 
-import json
 
 from flask import Blueprint, jsonify, request
 
 from ..points.errors import InvalidRequest, NotFound
 from ..shopify.verify import InvalidSignature
 from ..sync import smaregi_events
-from . import services
+from . import inbound, services
 
 bp = Blueprint("smaregi_webhooks", __name__)
 
@@ -28,7 +27,7 @@ def receive():
     if not smaregi_events.secret_matches(request.headers.get(SECRET_HEADER), secret):
         raise InvalidSignature("smaregi_secret_mismatch")
     try:
-        payload = json.loads(request.get_data(cache=False) or b"null")
+        payload = inbound.signed_payload(request.get_data(cache=False) or b"null")
         delivery = smaregi_events.parse(request.headers, payload)
     except (ValueError, smaregi_events.MalformedEvent) as exc:
         raise InvalidRequest(str(exc)[:200]) from None

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+
+FUTURE_LEEWAY = timedelta(days=1)  # clocks differ; a day ahead is not a clock, it is a bad value
 
 
 class MalformedPayload(Exception):
@@ -29,6 +32,12 @@ def parse_time(value: Any) -> datetime | None:
         raise MalformedPayload("updated_at is not a date-time") from None
     if moment.tzinfo is None:
         raise MalformedPayload("updated_at has no time zone")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise MalformedPayload("updated_at is out of range") from None
+    if moment > datetime.now(UTC) + FUTURE_LEEWAY:  # it would make every later delivery look stale
+        raise MalformedPayload("updated_at is in the future")
     return moment
 
 
