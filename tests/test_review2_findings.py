@@ -330,3 +330,45 @@ def test_F8_a_member_deleted_at_the_register_is_not_registered_and_keeps_the_cou
     resp = shopper.hand_back(coupon["id"])
     assert (resp.status_code, (resp.json.get("error") or {}).get("code")) == (404, "not_registered"), resp.json
     assert len(shopper.active_codes()) == 1  # nothing changed
+
+
+# F2, the other half: a coupon whose code Shopify would not withdraw waits out its back-off, says
+# why to the merchant, and gives its points back once Shopify answers again.
+def test_F2_a_coupon_whose_withdrawal_failed_is_retried_after_its_back_off_and_then_given_back(shopper):  # noqa: F811
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from app.models import Conversion
+    from app.points.returns import give_back_expired
+
+    _coupon(shopper)
+    with shopper.services.db.transaction() as s:
+        s.execute(update(Conversion).values(expires_at=datetime.now(UTC) - timedelta(minutes=5)))
+    shopper.shopify.add_fault(match="codeDiscountNodeByCode|DiscountUsage", status=503)
+    give_back_expired(shopper.services)
+    [row] = shopper.ledger()
+    assert (row.status, row.error_code, row.attempts) == ("completed", "withdraw_failed", 1)
+    assert row.next_attempt_at > datetime.now(UTC) + timedelta(minutes=1)
+    shopper.shopify.faults.clear()
+    give_back_expired(shopper.services)  # still backing off: nothing tried
+    assert shopper.ledger()[0].status == "completed"
+    with shopper.services.db.transaction() as s:  # the back-off has run out
+        s.execute(update(Conversion).values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1)))
+    give_back_expired(shopper.services)
+    shopper.settle()
+    [row] = shopper.ledger()
+    assert (row.status, row.error_code) == ("expired", None) and shopper.balance() == 1250
+
+
+# F4, the other halves: the refused key keeps its amount, and a POS that did not answer is not a
+# verdict (the block retries with the same key).
+def test_F4_a_refused_key_with_another_amount_is_invalid_and_a_pos_outage_is_not_remembered(shopper):  # noqa: F811
+    assert shopper.convert(5000, key="f4-key-00000002").json["error"]["code"] == "insufficient_points"
+    assert shopper.convert(100, key="f4-key-00000002").json["error"]["code"] == "invalid_request"
+    shopper.smaregi.add_fault(match=r"/customers/point", status=500)
+    down = shopper.convert(500, key="f4-key-00000003")
+    assert down.status_code == 503, down.json
+    shopper.smaregi.faults.clear()
+    again = shopper.convert(500, key="f4-key-00000003")
+    assert again.status_code == 201 and shopper.balance() == 750
