@@ -200,14 +200,21 @@ def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given)
     assert given.active_codes() == [] and given.balance() == 1250
 
 
-def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given):
+def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given, monkeypatch):
     from app.points import conversion as conv
     from app.points.member import Shopper
 
     reserved, _ = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
                                 given.taro["customerId"], 500, "crash-key-002")
     saga = Saga(given.services)
-    saga._deduct(saga._create_code(reserved, SHOP))  # …and then the process died
+
+    def process_dies(*_args, **_kwargs):  # after Smaregi deducted, before the ledger recorded it
+        raise SystemExit
+
+    monkeypatch.setattr(saga.discounts, "record_coupon", process_dies)
+    with pytest.raises(SystemExit):
+        saga._deduct(saga._create_code(reserved, SHOP), SHOP)
+    assert given.ledger()[0].status == "deducting" and given.balance() == 750
     with given.services.db.transaction() as s:
         s.execute(update(Conversion).values(leased_until=None))
     sweep(given.services)
