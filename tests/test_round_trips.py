@@ -17,11 +17,12 @@ from .conftest import SHOP
 from .helpers import customer, deliver, proxy_url
 from .test_conversions import TARO, Given
 
-# (statements, transactions) at most, on either engine. The rate limiter's slot is part of every
-# Smaregi call's budget (see app/smaregi/ratelimit.py).
-LIVE_BALANCE = (6, 3)
-CACHED_BALANCE = (4, 1)
-CONVERSION = (13, 6)
+# (statements, transactions) at most. Each Smaregi call takes a rate-limit slot: today 2 statements
+# in 1 transaction (app/smaregi/ratelimit.py). On SQLite the saga's write-ahead movement is a second
+# statement where Postgres runs one (a CTE).
+LIVE_BALANCE = (13, 5)  # context 6 (1 tx), 3 slots 6 (3 tx), the snapshot 1 (1 tx)
+CACHED_BALANCE = (5, 1)
+CONVERSION = {"postgresql": (12, 6), "sqlite": (14, 6)}
 WEBHOOK_ACK = (3, 1)
 
 
@@ -53,7 +54,6 @@ def test_a_live_balance_read_is_within_its_round_trips(given):
     # Live: points, history and (no Smaregi webhooks configured here) the member's current rank.
     assert parse(resp.headers["Server-Timing"])["smaregi.calls"] == 3
     statements, transactions = counts(resp)
-    print(resp.headers['Server-Timing'])
     assert statements <= LIVE_BALANCE[0] and transactions <= LIVE_BALANCE[1], (statements, transactions)
 
 
@@ -62,7 +62,6 @@ def test_a_reload_within_five_seconds_is_within_its_round_trips(given):
     resp = balance(given)
     assert parse(resp.headers["Server-Timing"])["smaregi.calls"] == 0  # answered from the snapshot
     statements, transactions = counts(resp)
-    print(resp.headers['Server-Timing'])
     assert statements <= CACHED_BALANCE[0] and transactions <= CACHED_BALANCE[1], (statements, transactions)
 
 
@@ -71,10 +70,11 @@ def test_a_conversion_is_within_its_round_trips(given):
     resp = given.convert(100, key=str(uuid.uuid4()))
     assert resp.status_code == 201
     timing = parse(resp.headers["Server-Timing"])
-    print(timing)
+    # Smaregi: the balance check and the deduction; Shopify: the code, and the coupon list read and written.
+    assert (timing["smaregi.calls"], timing["shopify.calls"]) == (2, 3)
     statements, transactions = counts(resp)
-    print(resp.headers['Server-Timing'])
-    assert statements <= CONVERSION[0] and transactions <= CONVERSION[1], (statements, transactions)
+    most = CONVERSION[given.services.db.engine.dialect.name]
+    assert statements <= most[0] and transactions <= most[1], (statements, transactions)
 
 
 def test_a_webhook_ack_is_within_its_round_trips(given):
@@ -83,7 +83,6 @@ def test_a_webhook_ack_is_within_its_round_trips(given):
     resp = deliver(given.client, secret, "customers/update", customer(TARO, minutes=2))
     assert resp.status_code == 200
     statements, transactions = counts(resp)
-    print(resp.headers['Server-Timing'])
     assert statements <= WEBHOOK_ACK[0] and transactions <= WEBHOOK_ACK[1], (statements, transactions)
 
 

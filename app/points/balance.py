@@ -57,7 +57,7 @@ def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> di
     ctx = _context(services, shopper)
     now = utcnow()
     snapshot = ctx.snapshot
-    if snapshot is not None and (now - snapshot.fetched_at).total_seconds() < COALESCE_S:
+    if _fresh(snapshot):
         reading, as_of, stale = snapshot.reading, snapshot.fetched_at, False
     else:
         try:
@@ -94,14 +94,20 @@ def _context(services: Services, shopper: Shopper) -> _Context:
     with services.db.transaction() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         customer = shopper.customer_id
-        ours = session.execute(select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
-            PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
-            PointMovement.smaregi_transaction_id.is_not(None),
-            PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
-        return _Context(shop_id, customer, settings, session.get(BalanceSnapshot, (shop_id, customer)),
+        snapshot = session.get(BalanceSnapshot, (shop_id, customer))
+        ours = [] if _fresh(snapshot) else session.execute(  # the history is only labelled on a live read
+            select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
+                PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
+                PointMovement.smaregi_transaction_id.is_not(None),
+                PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+        return _Context(shop_id, customer, settings, snapshot,
                         linked_member(session, settings.contract_id, shop_id, customer),
                         converted_today(session, shop_id, customer, settings),
                         {str(t): reason for t, reason in ours}, pending(session, shop_id, customer, settings))
+
+
+def _fresh(snapshot: BalanceSnapshot | None) -> bool:
+    return snapshot is not None and (utcnow() - snapshot.fetched_at).total_seconds() < COALESCE_S
 
 
 def _submit(fn, /, *args, **kwargs) -> Future:
