@@ -182,6 +182,16 @@ def test_a_metafield_failure_does_not_undo_the_conversion(given):
     assert given.ledger()[0].metafield_recorded is True
 
 
+def test_the_balance_right_after_a_conversion_shows_the_points_gone(given):
+    def shown() -> int:
+        url = proxy_url(given.services.config.shopify_api_secret, "balance", TARO)
+        return given.client.get(url).json["points"]["balance"]
+
+    assert shown() == 1250
+    assert given.convert(500).status_code == 201
+    assert shown() == 750  # not the balance read a moment ago (reloads within 5 s reuse it)
+
+
 def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given):
     from app.points import conversion as conv
     from app.points.member import Shopper

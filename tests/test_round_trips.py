@@ -22,7 +22,7 @@ from .test_conversions import TARO, Given
 # statement where Postgres runs one (a CTE).
 LIVE_BALANCE = (13, 5)  # context 6 (1 tx), 3 slots 6 (3 tx), the snapshot 1 (1 tx)
 CACHED_BALANCE = (5, 1)
-CONVERSION = {"postgresql": (12, 6), "sqlite": (14, 6)}
+CONVERSION = {"postgresql": (11, 6), "sqlite": (14, 6)}
 WEBHOOK_ACK = (3, 1)
 
 

@@ -325,16 +325,21 @@ class Saga:
             conn = session.connection()
             stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
                     .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
+            forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
+                                                   BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
             if movement is not None and conn.dialect.name == "postgresql":
+                # One round trip: the movement and the forgotten balance land only if the row moved.
                 moved = stmt.cte("moved")
-                row = conn.execute(select(moved).add_cte(movement.statement(moved).cte("movement"))).first()
+                query = select(moved).add_cte(movement.statement(moved).cte("movement"))
+                if forget_balance:
+                    query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
+                row = conn.execute(query).first()
             else:
                 row = conn.execute(stmt).first()
                 if row is not None and movement is not None:
                     conn.execute(movement.statement())
-            if row is not None and forget_balance:
-                conn.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
-                                                           BalanceSnapshot.shopify_customer_id == c.shopify_customer_id))
+                if row is not None and forget_balance:
+                    conn.execute(forget)
         if row is None:
             raise LostRace(c.id)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands
