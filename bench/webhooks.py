@@ -18,8 +18,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from _harness import (BENCH_CONTRACT, BENCH_SHOP, Samples, dev_config, free_port, fresh_database, standins,
-                      tree_peak_rss_mb, web, worker)
+from _harness import (
+    BENCH_CONTRACT,
+    BENCH_SHOP,
+    Samples,
+    dev_config,
+    free_port,
+    fresh_database,
+    standins,
+    tree_peak_rss_mb,
+    web,
+    worker,
+)
 from app.config import load_config, normalize_database_url
 from app.dev.signing import webhook_hmac
 

@@ -11,9 +11,10 @@ compare-and-set on the status, so a crash anywhere leaves a row the sweeper (in 
 finishes or compensates. In the shopper's request the code's id lands with the move to
 `deducting` and the deduction's answer with the move to `completed`: one statement per external
 call, not two (a crash between leaves `reserved`, compensated by looking the code up, or
-`deducting`, reconciled). `code_created` and `deducted` are where the sweeper finds rows written
-that way by earlier releases, and where its reconciliation records a deduction it found. A deduction whose answer was lost is never sent again: we look for it in
-the member's transactions instead (Smaregi's point/add has no idempotency key).
+`deducting`, reconciled). `code_created` is what earlier releases wrote, compensated when found;
+`deducted` is where the sweeper's reconciliation records a deduction it found. A deduction whose
+answer was lost is never sent again: we look for it in the member's transactions instead
+(Smaregi's point/add has no idempotency key).
 """
 from __future__ import annotations
 
