@@ -16,7 +16,8 @@ def create_app(config: Config | None = None, services: Services | None = None) -
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024  # webhooks and proxy bodies are small
     app.extensions["pointbridge"] = services or Services.build(config)
 
-    from .web import register_blueprints
+    from .web import register_blueprints, report_timing
 
+    report_timing(app)
     register_blueprints(app)
     return app

@@ -117,61 +117,96 @@ BENCH_CONTRACT = "sb_bench"
 
 
 @contextlib.contextmanager
-def synced_members(customers: list[int], points: int, **extra_env: str):
-    """A fresh database, the stand-ins in their own process (limits raised: we measure our code, not
-    the quota) and `customers` already synced to Smaregi members with `points` each. Yields
+def standins(url: str, limits_per_s: int | None = 100_000, **extra_env: str):
+    """The Smaregi and Shopify stand-ins in their own process (so they do not share a GIL with the
+    load generator) for the database at `url`. `limits_per_s`: the contract's read and write limits
+    (raised by default: we measure our code, not the quota); None keeps Smaregi's own. Yields
     (environment, smaregi_url, shopify_url)."""
+    smaregi_port, shopify_port = free_port(), free_port()
+    smaregi, shopify = f"http://127.0.0.1:{smaregi_port}", f"http://127.0.0.1:{shopify_port}"
+    raised = {} if limits_per_s is None else {"SMAREGI_READS_PER_S": str(limits_per_s),
+                                              "SMAREGI_WRITES_PER_S": str(limits_per_s)}
+    environment = env(url, SMAREGI_ID_BASE=smaregi, SMAREGI_API_BASE=smaregi, SMAREGI_CONTRACT_ID=BENCH_CONTRACT,
+                      SHOPIFY_ADMIN_API_BASE=f"{shopify}/{{shop}}", **raised, **extra_env)
+    flags = [] if limits_per_s is None else ["--reads-per-s", str(limits_per_s), "--writes-per-s", str(limits_per_s)]
+    with process([sys.executable, "-m", "app.dev.standins", "--smaregi-port", str(smaregi_port),
+                  "--shopify-port", str(shopify_port), "--no-seed", *flags], environment, f"{smaregi}/_emulator/stats"):
+        yield environment, smaregi, shopify
+
+
+@contextlib.contextmanager
+def synced_members(customers: list[int], points: int, **extra_env: str):
+    """A fresh database, the stand-ins (limits raised) and `customers` already synced to Smaregi
+    members with `points` each. Yields (environment, smaregi_url, shopify_url)."""
     import requests
 
     from app.services import Services
     from app.sync.worker import Worker
     from app.webhooks.dispatch import Delivery, record
 
-    smaregi_port, shopify_port = free_port(), free_port()
-    smaregi, shopify = f"http://127.0.0.1:{smaregi_port}", f"http://127.0.0.1:{shopify_port}"
-    with fresh_database() as url:
-        environment = env(url, SMAREGI_ID_BASE=smaregi, SMAREGI_API_BASE=smaregi, SMAREGI_CONTRACT_ID=BENCH_CONTRACT,
-                          SHOPIFY_ADMIN_API_BASE=f"{shopify}/{{shop}}", SMAREGI_READS_PER_S="100000",
-                          SMAREGI_WRITES_PER_S="100000", **extra_env)
-        with process([sys.executable, "-m", "app.dev.standins", "--smaregi-port", str(smaregi_port),
-                      "--shopify-port", str(shopify_port), "--no-seed", "--reads-per-s", "100000",
-                      "--writes-per-s", "100000"], environment, f"{smaregi}/_emulator/stats"):
-            requests.post(f"{smaregi}/_emulator/{BENCH_CONTRACT}/members", timeout=60, json=[
-                {"customerCode": str(c), "lastName": "山田", "firstName": "太郎", "rank": "gold", "points": points,
-                 "expires_on": "2027-03-31"} for c in customers])
-            requests.post(f"{shopify}/_emulator/{BENCH_SHOP}/customers", timeout=60,
-                          json=[{"id": c, "firstName": "太郎"} for c in customers])
-            services = Services.build(load_config({**environment, "DATABASE_URL": normalize_database_url(url)}))
-            for c in customers:
-                record(services.db, services.config, Delivery(
-                    BENCH_SHOP, "customers/create", str(uuid.uuid4()), None, None,
-                    {"id": c, "first_name": "太郎", "last_name": "山田", "updated_at": "2026-11-20T10:00:00+09:00"}))
-            worker = Worker(services, "bench")
-            while worker.drain(limit=200):
-                pass
-            services.db.dispose()
-            yield environment, smaregi, shopify
+    with fresh_database() as url, standins(url, **extra_env) as (environment, smaregi, shopify):
+        requests.post(f"{smaregi}/_emulator/{BENCH_CONTRACT}/members", timeout=60, json=[
+            {"customerCode": str(c), "lastName": "山田", "firstName": "太郎", "rank": "gold", "points": points,
+             "expires_on": "2027-03-31"} for c in customers])
+        requests.post(f"{shopify}/_emulator/{BENCH_SHOP}/customers", timeout=60,
+                      json=[{"id": c, "firstName": "太郎"} for c in customers])
+        services = Services.build(load_config({**environment, "DATABASE_URL": normalize_database_url(url)}))
+        for c in customers:
+            record(services.db, services.config, Delivery(
+                BENCH_SHOP, "customers/create", str(uuid.uuid4()), None, None,
+                {"id": c, "first_name": "太郎", "last_name": "山田", "updated_at": "2026-11-20T10:00:00+09:00"}))
+        worker = Worker(services, "bench")
+        while worker.drain(limit=200):
+            pass
+        services.db.dispose()
+        yield environment, smaregi, shopify
+
+
+WAITED = ("smaregi", "shopify")  # the platforms' time: what "overhead" leaves out
+BREAKDOWN = ("app", "db", "ratelimit", "smaregi", "shopify")
+COUNTS = ("db.statements", "db.transactions", "ratelimit.calls", "smaregi.calls", "shopify.calls")
 
 
 class Samples:
-    """Per-request totals and our overhead (total minus the time the app reports, in its
-    Server-Timing header, as spent waiting on Smaregi/Shopify), safe to record from many threads."""
+    """Per request: the total, our overhead (the total minus the time the app's Server-Timing
+    header reports waiting on Smaregi and Shopify) and the header's breakdown; safe to record from
+    many threads."""
 
-    def __init__(self, timing: str):
-        self.timing = timing  # "pos" (balance) or "ext" (conversions)
+    def __init__(self) -> None:
         self.totals: list[float] = []
         self.overheads: list[float] = []
+        self.timings: list[dict[str, float]] = []
         self.statuses: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def timed(self, call):
+        from app.timing import parse
+
         started = time.perf_counter()
         resp = call()
         total = (time.perf_counter() - started) * 1000
-        header = resp.headers.get("Server-Timing", f"{self.timing};dur=0")
-        waited = float(header.split("dur=")[1]) if header.startswith(self.timing) else 0.0
+        timing = parse(resp.headers.get("Server-Timing", ""))
         with self._lock:
             self.statuses[resp.status_code] = self.statuses.get(resp.status_code, 0) + 1
             self.totals.append(total)
-            self.overheads.append(total - waited)
+            self.overheads.append(total - sum(timing.get(name, 0.0) for name in WAITED))
+            self.timings.append({**timing, "outside": total - sum(timing.get(n, 0.0) for n in BREAKDOWN)})
         return resp
+
+    def report(self, label: str) -> str:
+        """The overhead's line, then where the time went (p50/p99 per part, server side and
+        `outside`: the HTTP server, the network and the load generator) and the round trips."""
+        def part(name: str) -> str:
+            values = [t.get(name, 0.0) for t in self.timings]
+            return f"{name} {pct(values, 50):.1f}/{pct(values, 99):.1f}"
+
+        def count(name: str) -> str:
+            values = [t.get(name, 0.0) for t in self.timings]
+            return f"{name.replace('.', ' ')} {statistics.fmean(values):.1f} (max {max(values):.0f})"
+
+        return "\n".join([
+            f"  {summary(label, self.overheads)}",
+            f"  {summary('total', self.totals)}",
+            "  time per request, p50/p99 ms: " + ", ".join(part(n) for n in (*BREAKDOWN, "outside")),
+            "  per request, mean: " + ", ".join(count(n) for n in COUNTS),
+        ])

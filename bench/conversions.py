@@ -1,11 +1,12 @@
-"""Points → coupon under load: 20 different customers converting at once, against the emulators.
+"""Points → coupon against the stand-ins: one customer alone, then 20 customers converting at once.
 
 The app runs under gunicorn on Postgres; the Smaregi and Shopify stand-ins run in their own
-process (no added latency, limits raised so the quota is not what is measured). In each of
-`--rounds` bursts, all `--concurrency` customers convert 100 points at the same moment; then a
-sustained phase has them convert back to back for `--sustained` seconds to find the ceiling.
-Our overhead is the total minus the time spent in Smaregi and Shopify calls, from the app's
-`Server-Timing: ext;dur=` header.
+process (no added latency, limits raised so the quota is not what is measured). First one
+customer converts `--alone` times, one after another (the overhead a single shopper sees). Then,
+in each of `--rounds` bursts, all `--concurrency` customers convert 100 points at the same
+moment; then a sustained phase has them convert back to back for `--sustained` seconds to find the
+ceiling. Overhead is the total minus the time spent in Smaregi and Shopify calls (the app's
+`Server-Timing`), split into the app's own time, the database and the wait for rate-limit slots.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import uuid
 
 import requests
 
-from _harness import Samples, dev_config, free_port, summary, synced_members, web
+from _harness import Samples, dev_config, free_port, synced_members, web
 from app.dev.signing import app_home_id_token, proxy_params, proxy_query
 
 SHOP = "bench.myshopify.com"
@@ -27,6 +28,7 @@ SHOP = "bench.myshopify.com"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--alone", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--sustained", type=float, default=10)
     args = parser.parse_args()
@@ -37,18 +39,26 @@ def main() -> None:
         with web(environment, port, workers=2):
             token = app_home_id_token(config.shopify_api_key, config.shopify_api_secret, SHOP)
             urllib.request.urlopen(f"http://127.0.0.1:{port}/?shop={SHOP}&host=x&id_token={token}", timeout=10)
-            samples = Samples("ext")
-            lock = threading.Lock()
-
-            def convert(customer: int, session: requests.Session):
-                query = proxy_query(proxy_params(SHOP, customer), config.shopify_api_secret)
-                samples.timed(lambda: session.post(f"http://127.0.0.1:{port}/proxy/conversions?{query}", timeout=30,
-                                                   json={"points": 100, "idempotency_key": str(uuid.uuid4())}))
-
             sessions = {c: requests.Session() for c in customers}
-            burst_times = []
+
+            def convert(customer: int, samples: Samples):
+                query = proxy_query(proxy_params(SHOP, customer), config.shopify_api_secret)
+                samples.timed(lambda: sessions[customer].post(
+                    f"http://127.0.0.1:{port}/proxy/conversions?{query}", timeout=30,
+                    json={"points": 100, "idempotency_key": str(uuid.uuid4())}))
+
+            for c in customers:  # each web process reads the settings and tokens once; not measured
+                convert(c, Samples())
+            alone = Samples()
+            for _ in range(args.alone):
+                convert(customers[0], alone)
+                time.sleep(0.05)
+            print(f"alone: one customer, {args.alone} conversions one after another, statuses {alone.statuses}")
+            print(alone.report("conversion alone, overhead"))
+
+            bursts, burst_times = Samples(), []
             for _ in range(args.rounds):  # all customers convert at the same moment, then a pause
-                threads = [threading.Thread(target=convert, args=(c, sessions[c])) for c in customers]
+                threads = [threading.Thread(target=convert, args=(c, bursts)) for c in customers]
                 begin = time.perf_counter()
                 for t in threads:
                     t.start()
@@ -56,17 +66,16 @@ def main() -> None:
                     t.join()
                 burst_times.append(time.perf_counter() - begin)
                 time.sleep(1)
-            print(f"bursts: {args.rounds} × {len(customers)} customers converting at once, statuses {samples.statuses}; "
+            print(f"bursts: {args.rounds} × {len(customers)} customers converting at once, statuses {bursts.statuses}; "
                   f"a burst completes in {statistics.median(burst_times) * 1000:.0f} ms (median) = "
                   f"{len(customers) / statistics.median(burst_times):.1f} conversions/s")
-            print("  " + summary("total", samples.totals))
-            print("  " + summary("overhead (total − Smaregi − Shopify)", samples.overheads))
+            print(bursts.report(f"conversions, bursts of {len(customers)} at once, overhead"))
 
-            done, stop = [0], time.perf_counter() + args.sustained
+            done, stop, lock = [0], time.perf_counter() + args.sustained, threading.Lock()
 
             def keep_converting(customer: int):
                 while time.perf_counter() < stop:
-                    convert(customer, sessions[customer])
+                    convert(customer, Samples())
                     with lock:
                         done[0] += 1
 
@@ -77,6 +86,7 @@ def main() -> None:
                 t.join()
             print(f"sustained: {done[0] / args.sustained:.1f} conversions/s with {len(customers)} customers "
                   f"converting back to back for {args.sustained:.0f} s (the machine's ceiling)")
+
 
 if __name__ == "__main__":
     main()

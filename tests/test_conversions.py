@@ -182,6 +182,16 @@ def test_a_metafield_failure_does_not_undo_the_conversion(given):
     assert given.ledger()[0].metafield_recorded is True
 
 
+def test_the_balance_right_after_a_conversion_shows_the_points_gone(given):
+    def shown() -> int:
+        url = proxy_url(given.services.config.shopify_api_secret, "balance", TARO)
+        return given.client.get(url).json["points"]["balance"]
+
+    assert shown() == 1250
+    assert given.convert(500).status_code == 201
+    assert shown() == 750  # not the balance read a moment ago (reloads within 5 s reuse it)
+
+
 def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given):
     from app.points import conversion as conv
     from app.points.member import Shopper
@@ -200,14 +210,21 @@ def test_a_crash_after_the_code_was_created_is_compensated_by_the_sweeper(given)
     assert given.active_codes() == [] and given.balance() == 1250
 
 
-def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given):
+def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given, monkeypatch):
     from app.points import conversion as conv
     from app.points.member import Shopper
 
     reserved, _ = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
                                 given.taro["customerId"], 500, "crash-key-002")
     saga = Saga(given.services)
-    saga._deduct(saga._create_code(reserved, SHOP))  # …and then the process died
+
+    def process_dies(*_args, **_kwargs):  # after Smaregi deducted, before the ledger recorded it
+        raise SystemExit
+
+    monkeypatch.setattr(saga.discounts, "record_coupon", process_dies)
+    with pytest.raises(SystemExit):
+        saga._deduct(saga._create_code(reserved, SHOP), SHOP)
+    assert given.ledger()[0].status == "deducting" and given.balance() == 750
     with given.services.db.transaction() as s:
         s.execute(update(Conversion).values(leased_until=None))
     sweep(given.services)

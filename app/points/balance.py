@@ -6,6 +6,7 @@ When Smaregi fails or is slow, a snapshot younger than STALE_MAX is shown with "
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,24 +52,16 @@ LABELS = {
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="pos-read")  # two reads per waiting request
 
 
-@dataclass(frozen=True)
-class BalanceView:
-    payload: dict[str, Any]
-    pos_ms: float  # time spent waiting on Smaregi (0 when answered from the snapshot)
-
-
-def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> BalanceView:
+def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> dict[str, Any]:
+    """The contract's balance JSON."""
     ctx = _context(services, shopper)
     now = utcnow()
     snapshot = ctx.snapshot
-    pos_started = time.monotonic()
-    pos_ms = 0.0
-    if snapshot is not None and (now - snapshot.fetched_at).total_seconds() < COALESCE_S:
+    if _fresh(snapshot):
         reading, as_of, stale = snapshot.reading, snapshot.fetched_at, False
     else:
         try:
             reading = _read_live(services, ctx)
-            pos_ms = (time.monotonic() - pos_started) * 1000
             as_of, stale = now, False
             _save_snapshot(services, ctx.shop_id, shopper.customer_id, reading, now)
         except NotRegistered:
@@ -80,8 +73,7 @@ def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> Ba
             if snapshot is None or now - snapshot.fetched_at > STALE_MAX:
                 raise (PosTimeout() if timed_out else PosUnavailable()) from None
             reading, as_of, stale = snapshot.reading, snapshot.fetched_at, True
-            pos_ms = (time.monotonic() - pos_started) * 1000
-    return BalanceView(_shape(ctx, reading, as_of, stale, locale), pos_ms)
+    return _shape(ctx, reading, as_of, stale, locale)
 
 
 @dataclass(frozen=True)
@@ -102,14 +94,25 @@ def _context(services: Services, shopper: Shopper) -> _Context:
     with services.db.transaction() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         customer = shopper.customer_id
-        ours = session.execute(select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
-            PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
-            PointMovement.smaregi_transaction_id.is_not(None),
-            PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
-        return _Context(shop_id, customer, settings, session.get(BalanceSnapshot, (shop_id, customer)),
+        snapshot = session.get(BalanceSnapshot, (shop_id, customer))
+        ours = [] if _fresh(snapshot) else session.execute(  # the history is only labelled on a live read
+            select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
+                PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
+                PointMovement.smaregi_transaction_id.is_not(None),
+                PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+        return _Context(shop_id, customer, settings, snapshot,
                         linked_member(session, settings.contract_id, shop_id, customer),
                         converted_today(session, shop_id, customer, settings),
                         {str(t): reason for t, reason in ours}, pending(session, shop_id, customer, settings))
+
+
+def _fresh(snapshot: BalanceSnapshot | None) -> bool:
+    return snapshot is not None and (utcnow() - snapshot.fetched_at).total_seconds() < COALESCE_S
+
+
+def _submit(fn, /, *args, **kwargs) -> Future:
+    """On the pool, in a copy of this request's context (its timing counts the call)."""
+    return _pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
 def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
@@ -117,15 +120,15 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
     client = services.smaregi.contract(ctx.settings.contract_id)
     member = find_member(client, ctx.customer_id, ctx.linked, deadline)
     now = utcnow()
-    points = _pool.submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
+    points = _submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
     # Smaregi files transactions under the code the member had then: a store member linked by
     # e-mail keeps their store history under the code linking replaced.
-    histories = [_pool.submit(client.list_transactions, customer_code=code,
+    histories = [_submit(client.list_transactions, customer_code=code,
                               updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
                  for code in dict.fromkeys(c for c in (member.code, member.earlier_code) if c)]
     # The rank is the member's current one: a linked member's comes from the directory when
     # Smaregi's webhooks keep it current, else from a live read beside the other two.
-    live = (_pool.submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
+    live = (_submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
             if ctx.linked is not None and not (member.in_directory and services.config.smaregi_webhook_secret)
             else None)
     def remaining():

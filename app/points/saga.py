@@ -1,15 +1,20 @@
 """The conversion saga: every point deducted is backed by exactly one usable code, and every code
 by points deducted.
 
-    reserved → code_created → deducting → deducted → completed
-         ↘            ↘            ↘ (refused)
+    reserved → (code made) → deducting → (deducted) → completed
+         ↘                        ↘ (refused)
           compensating (delete the code) → failed
     deducting, undecidable for long → needs_review (code deactivated)
 
 Each step is written to the ledger before its external call and again after it, with a
 compare-and-set on the status, so a crash anywhere leaves a row the sweeper (in the worker)
-finishes or compensates. A deduction whose answer was lost is never sent again: we look for it in
-the member's transactions instead (Smaregi's point/add has no idempotency key).
+finishes or compensates. In the shopper's request the code's id lands with the move to
+`deducting` and the deduction's answer with the move to `completed`: one statement per external
+call, not two (a crash between leaves `reserved`, compensated by looking the code up, or
+`deducting`, reconciled). `code_created` is what earlier releases wrote, compensated when found;
+`deducted` is where the sweeper's reconciliation records a deduction it found. A deduction whose
+answer was lost is never sent again: we look for it in the member's transactions instead
+(Smaregi's point/add has no idempotency key).
 """
 from __future__ import annotations
 
@@ -92,10 +97,12 @@ class Saga:
     # -- the steps ------------------------------------------------------------------------------------
     def _drive(self, c: Conversion, *, in_request: bool) -> Conversion:
         shop = self._shop_domain(c)
-        if c.status == "reserved":
-            c = self._create_code(c, shop) if in_request else self._start_compensation(c, "shopify_unavailable")
-        if c.status == "code_created":
-            c = self._deduct(c) if in_request else self._start_compensation(c, "shopify_unavailable")
+        if c.status == "reserved" and in_request:
+            c = self._create_code(c, shop)
+            if c.status == "reserved":
+                c = self._deduct(c, shop)
+        if c.status in ("reserved", "code_created"):
+            c = self._start_compensation(c, "shopify_unavailable")
         if c.status == "deducting":
             c = self._reconcile(c, in_request=in_request)
         if c.status == "deducted":
@@ -107,6 +114,8 @@ class Saga:
         return c
 
     def _create_code(self, c: Conversion, shop: str) -> Conversion:
+        """The code in Shopify. Made: the conversion, still `reserved`, carries its id (written
+        with the next step); else it is compensating or failed."""
         request = CodeRequest(code=c.code, title=f"Points {c.points} pt → {c.amount} {c.currency} ({c.code})",
                               customer_id=c.shopify_customer_id, amount=c.amount, starts_at=utcnow(),
                               ends_at=c.expires_at)
@@ -123,13 +132,15 @@ class Saga:
             log.warning("conversion.code_unavailable", extra={"conversion_id": c.id, "error": type(exc).__name__})
             # Possibly created: compensation looks the code up and deletes it if it exists.
             return self._start_compensation(c, "shopify_unavailable")
-        return self._advance(c, "reserved", status="code_created", discount_id=discount_id)
+        made = Conversion(**{col.key: getattr(c, col.key) for col in LEDGER.c})
+        made.discount_id = discount_id
+        return made
 
-    def _deduct(self, c: Conversion) -> Conversion:
+    def _deduct(self, c: Conversion, shop: str) -> Conversion:
         """The deduction is a point movement (movements.py), written ahead in the same statement
-        that moves the conversion to `deducting`."""
+        that records the code and moves the conversion to `deducting`."""
         now = utcnow()
-        c = self._advance(c, "code_created", status="deducting", deducting_since=now,
+        c = self._advance(c, "reserved", status="deducting", discount_id=c.discount_id, deducting_since=now,
                           movement=movements.deduction_sending(c, now))
         client = self.s.smaregi.contract(self._contract(c))
         sent = movements.send_change(client, c.smaregi_customer_id, -c.points,
@@ -144,14 +155,18 @@ class Saga:
             log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
         ids = sent.change.transaction_ids
-        deducted = partial(self._advance, c, "deducting", status="deducted", smaregi_transaction_ids=ids,
-                           balance_after=sent.change.points,
-                           movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
+        recorded = self._append_coupon(c, shop, status="completed")
+        completed = partial(self._advance, c, "deducting", status="completed", smaregi_transaction_ids=ids,
+                            balance_after=sent.change.points, leased_until=None, metafield_recorded=recorded,
+                            attempts=c.attempts + (not recorded), forget_balance=True,
+                            movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
         try:
-            return deducted()
+            c = completed()
         except IntegrityError:  # a reconciliation adopted our transaction before we recorded it
             movements.release_claim(self.s, c.shop_id, ids[-1])
-            return deducted()
+            c = completed()
+        log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
+        return c
 
     def _reconcile(self, c: Conversion, *, in_request: bool) -> Conversion:
         """Did Smaregi apply our deduction? Look for it instead of asking again."""
@@ -304,23 +319,28 @@ class Saga:
     def _advance(self, c: Conversion, expected: str, forget_balance: bool = False,
                  movement: movements.Step | None = None, **values: Any) -> Conversion:
         """Compare-and-set on the status: a step only lands if nobody moved the conversion on.
-        Core, not the ORM: this runs five times per conversion, on the shopper's clock.
+        Core, not the ORM: this runs on the shopper's clock.
         `movement`: the deduction movement's step, landing with this one or not at all.
         `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
         with self.s.db.transaction() as session:
             conn = session.connection()
             stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
                     .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
+            forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
+                                                   BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
             if movement is not None and conn.dialect.name == "postgresql":
+                # One round trip: the movement and the forgotten balance land only if the row moved.
                 moved = stmt.cte("moved")
-                row = conn.execute(select(moved).add_cte(movement.statement(moved).cte("movement"))).first()
+                query = select(moved).add_cte(movement.statement(moved).cte("movement"))
+                if forget_balance:
+                    query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
+                row = conn.execute(query).first()
             else:
                 row = conn.execute(stmt).first()
                 if row is not None and movement is not None:
                     conn.execute(movement.statement())
-            if row is not None and forget_balance:
-                conn.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
-                                                           BalanceSnapshot.shopify_customer_id == c.shopify_customer_id))
+                if row is not None and forget_balance:
+                    conn.execute(forget)
         if row is None:
             raise LostRace(c.id)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands

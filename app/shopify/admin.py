@@ -8,7 +8,7 @@ from typing import Any
 
 from shopify_app import ShopifyApp
 
-from ..timing import add_external
+from ..timing import waiting_on
 from .tokens import ShopTokens
 from .transport import admin_http_client
 
@@ -49,12 +49,12 @@ class AdminClient:
         token = self.tokens.access_token(shop_domain)
         started = time.monotonic()
         # One retry at most on 429/5xx: callers hold a shopper's time budget.
-        result = self.app.admin_graphql_request(
-            query, shop=shop_domain.removesuffix(".myshopify.com"), access_token=token.token,
-            api_version=self.api_version, variables=variables, max_retries=1,
-            http_client=admin_http_client(self.admin_base, timeout_s))
+        with waiting_on("shopify"):
+            result = self.app.admin_graphql_request(
+                query, shop=shop_domain.removesuffix(".myshopify.com"), access_token=token.token,
+                api_version=self.api_version, variables=variables, max_retries=1,
+                http_client=admin_http_client(self.admin_base, timeout_s))
         elapsed_ms = round((time.monotonic() - started) * 1000)
-        add_external(elapsed_ms)
         if result.ok:
             cost = (result.extensions or {}).get("cost", {})
             log.debug("shopify.graphql", extra={"shop": shop_domain, "ms": elapsed_ms,

@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 
 from ..crypto import TokenCipher
 from ..db import Database
-from ..timing import add_external
+from ..timing import waiting_on
 from .errors import (
     SmaregiBadRequest,
     SmaregiError,
@@ -131,7 +131,8 @@ class Smaregi:
         return SmaregiClient(self, contract_id)
 
     def _reserve_token_slot(self, contract_id: str, deadline: float) -> None:
-        self.limiter.acquire(contract_id, "write", deadline)
+        with waiting_on("ratelimit"):
+            self.limiter.acquire(contract_id, "write", deadline)
 
     def _fetch_token(self, contract_id: str, deadline: float) -> tuple[str, int]:
         url = f"{self.id_base}/app/{contract_id}/token"
@@ -139,9 +140,10 @@ class Smaregi:
         if remaining <= 0.05:
             raise SmaregiTimeout("no time left for a token")
         try:
-            resp = self.http.post(url, auth=(self.client_id, self.client_secret),
-                                  data={"grant_type": "client_credentials", "scope": SCOPES},
-                                  timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.timeout_s, remaining)))
+            with waiting_on("smaregi"):
+                resp = self.http.post(url, auth=(self.client_id, self.client_secret),
+                                      data={"grant_type": "client_credentials", "scope": SCOPES},
+                                      timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.timeout_s, remaining)))
         except requests.Timeout:
             raise SmaregiTimeout("token request timed out") from None
         except requests.ConnectionError as exc:
@@ -260,7 +262,8 @@ class SmaregiClient:
             token = None
             try:
                 token = self.s.tokens.get(self.contract_id, deadline)
-                self.s.limiter.acquire(self.contract_id, kind, deadline, background=background)
+                with waiting_on("ratelimit"):
+                    self.s.limiter.acquire(self.contract_id, kind, deadline, background=background)
                 return self._send(method, path, token, params, json, deadline)
             except SmaregiRateLimited as exc:
                 # Not applied, by definition: every process waits Retry-After, then we try again.
@@ -288,23 +291,20 @@ class SmaregiClient:
         url = f"{self.s.api_base}/{self.contract_id}/pos{path}"
         started = time.monotonic()
         try:
-            resp = self.s.http.request(method, url, params=params, json=json,
-                                       timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining)),
-                                       headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            with waiting_on("smaregi"):
+                resp = self.s.http.request(method, url, params=params, json=json,
+                                           timeout=(min(CONNECT_TIMEOUT_S, remaining), min(self.s.timeout_s, remaining)),
+                                           headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         except requests.ConnectTimeout:
-            add_external((time.monotonic() - started) * 1000)
             raise SmaregiUnreachable("connect timeout") from None
         except requests.Timeout:
-            add_external((time.monotonic() - started) * 1000)
             raise SmaregiTimeout("read timeout") from None
         except requests.ConnectionError as exc:
-            add_external((time.monotonic() - started) * 1000)
             # Refused before anything was sent is safe to retry; a reset mid-request is not.
             if "NewConnectionError" in repr(exc):
                 raise SmaregiUnreachable("connection refused") from None
             raise SmaregiTimeout("connection dropped") from None
         elapsed_ms = (time.monotonic() - started) * 1000
-        add_external(elapsed_ms)
         log.debug("smaregi.call", extra={"contract_id": self.contract_id, "method": method, "path": path,
                                          "status": resp.status_code, "ms": round(elapsed_ms)})
         if 200 <= resp.status_code < 300:

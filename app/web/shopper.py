@@ -11,7 +11,6 @@ from ..points.balance import read_balance
 from ..points.errors import InvalidRequest
 from ..points.member import Shopper
 from ..points.member_card import member_card
-from ..timing import external_time
 from . import services
 
 FORM_TYPES = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
@@ -31,10 +30,7 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
 
     @bp.get("/balance")
     def balance():
-        view = read_balance(services(), verified_shopper(), locale=request.args.get("locale", "ja"))
-        resp = jsonify(view.payload)
-        resp.headers["Server-Timing"] = f"pos;dur={view.pos_ms:.1f}"  # how much of the wait was Smaregi
-        return resp
+        return jsonify(read_balance(services(), verified_shopper(), locale=request.args.get("locale", "ja")))
 
     @bp.get("/member-card")
     def card():
@@ -53,11 +49,9 @@ def shopper_blueprint(name: str, url_prefix: str, verified_shopper: Callable[[],
         if request.mimetype != "application/json":
             raise InvalidRequest("Send a JSON body with points and idempotency_key.")
         points, key = conversion.parse_request(request.get_json(silent=True))
-        with external_time() as external_ms:
-            result = conversion.convert(services(), shopper, points, key)
-        resp = jsonify({"conversion": conversion.conversion_json(result.conversion, result.timezone)})
-        resp.headers["Server-Timing"] = f"ext;dur={external_ms[0]:.1f}"  # Smaregi + Shopify
-        return resp, 201 if result.created else 200
+        result = conversion.convert(services(), shopper, points, key)
+        return jsonify({"conversion": conversion.conversion_json(result.conversion, result.timezone)}), \
+            201 if result.created else 200
 
     @bp.get("/conversions")
     def list_conversions():

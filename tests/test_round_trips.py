@@ -1,0 +1,93 @@
+"""The shopper's paths stay within their database round trips, counted by the same instrumentation
+(`Server-Timing`) the benches print. Steady state: the shop's settings and the platform tokens are
+already in memory, as they are for every request but the first in a process."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from app import create_app
+from app.models import BalanceSnapshot, utcnow
+from app.timing import parse
+
+from .conftest import SHOP
+from .helpers import customer, deliver, proxy_url
+from .test_conversions import TARO, Given
+
+# (statements, transactions) at most. Each Smaregi call takes a rate-limit slot: today 2 statements
+# in 1 transaction (app/smaregi/ratelimit.py). On SQLite the saga's write-ahead movement is a second
+# statement where Postgres runs one (a CTE).
+LIVE_BALANCE = (13, 5)  # context 6 (1 tx), 3 slots 6 (3 tx), the snapshot 1 (1 tx)
+CACHED_BALANCE = (5, 1)
+CONVERSION = {"postgresql": (11, 6), "sqlite": (14, 6)}
+WEBHOOK_ACK = (3, 1)
+
+
+@pytest.fixture
+def given(services, smaregi_em, shopify_em):
+    return Given(services, smaregi_em[0], shopify_em[0])
+
+
+def counts(resp) -> tuple[int, int]:
+    timing = parse(resp.headers["Server-Timing"])
+    return int(timing["db.statements"]), int(timing["db.transactions"])
+
+
+def balance(given):
+    resp = given.client.get(proxy_url(given.services.config.shopify_api_secret, "balance", TARO))
+    assert resp.status_code == 200
+    return resp
+
+
+def age_snapshot(given, seconds: float) -> None:
+    with given.services.db.transaction() as s:
+        s.execute(update(BalanceSnapshot).values(fetched_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def test_a_live_balance_read_is_within_its_round_trips(given):
+    balance(given)  # the process's first request reads settings and tokens
+    age_snapshot(given, 10)
+    resp = balance(given)
+    # Live: points, history and (no Smaregi webhooks configured here) the member's current rank.
+    assert parse(resp.headers["Server-Timing"])["smaregi.calls"] == 3
+    statements, transactions = counts(resp)
+    assert statements <= LIVE_BALANCE[0] and transactions <= LIVE_BALANCE[1], (statements, transactions)
+
+
+def test_a_reload_within_five_seconds_is_within_its_round_trips(given):
+    balance(given)
+    resp = balance(given)
+    assert parse(resp.headers["Server-Timing"])["smaregi.calls"] == 0  # answered from the snapshot
+    statements, transactions = counts(resp)
+    assert statements <= CACHED_BALANCE[0] and transactions <= CACHED_BALANCE[1], (statements, transactions)
+
+
+def test_a_conversion_is_within_its_round_trips(given):
+    assert given.convert(100).status_code == 201  # warms the settings and both platforms' tokens
+    resp = given.convert(100, key=str(uuid.uuid4()))
+    assert resp.status_code == 201
+    timing = parse(resp.headers["Server-Timing"])
+    # Smaregi: the balance check and the deduction; Shopify: the code, and the coupon list read and written.
+    assert (timing["smaregi.calls"], timing["shopify.calls"]) == (2, 3)
+    statements, transactions = counts(resp)
+    most = CONVERSION[given.services.db.engine.dialect.name]
+    assert statements <= most[0] and transactions <= most[1], (statements, transactions)
+
+
+def test_a_webhook_ack_is_within_its_round_trips(given):
+    secret = given.services.config.shopify_api_secret
+    assert deliver(given.client, secret, "customers/update", customer(TARO, minutes=1)).status_code == 200
+    resp = deliver(given.client, secret, "customers/update", customer(TARO, minutes=2))
+    assert resp.status_code == 200
+    statements, transactions = counts(resp)
+    assert statements <= WEBHOOK_ACK[0] and transactions <= WEBHOOK_ACK[1], (statements, transactions)
+
+
+def test_every_response_says_where_its_time_went_and_nothing_else(given):
+    resp = create_app(services=given.services).test_client().get("/healthz")
+    names = {part.split(";")[0].strip() for part in resp.headers["Server-Timing"].split(",")}
+    assert names == {"app", "db", "smaregi", "shopify", "ratelimit"}
+    assert SHOP not in resp.headers["Server-Timing"] and str(TARO) not in balance(given).headers["Server-Timing"]
