@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import time as day_time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from ..db import insert_ignoring_conflict
@@ -78,11 +78,7 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
     # One read transaction for everything the checks need from our database.
     with services.db.transaction() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
-        existing = session.scalar(select(Conversion).where(Conversion.shop_id == shop_id,
-                                                           Conversion.idempotency_key == key))
-        refused = None if existing is not None else session.scalar(
-            select(ConversionRefusal).where(ConversionRefusal.shop_id == shop_id,
-                                            ConversionRefusal.idempotency_key == key))
+        existing, refused = _by_key_or_refused(session, shop_id, key)
         converted = converted_today(session, shop_id, shopper.customer_id, settings)
         linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)
     if existing is not None:
@@ -129,6 +125,16 @@ def replay(conversion: Conversion, shopper: Shopper, points: int, settings: Effe
     if conversion.status in IN_FLIGHT:
         raise e.ConversionInProgress()  # no outcome yet to replay; the same key again later will have one
     return ConversionResult(conversion, False, settings.timezone)
+
+
+def _by_key_or_refused(session, shop_id: int, key: str) -> tuple[Conversion | None, ConversionRefusal | None]:
+    """What this key already did — a conversion, or a refusal — in one statement on the shopper's clock."""
+    row = session.execute(
+        select(Conversion, ConversionRefusal).select_from(select(literal(1).label("one")).subquery())
+        .outerjoin(Conversion, and_(Conversion.shop_id == shop_id, Conversion.idempotency_key == key))
+        .outerjoin(ConversionRefusal, and_(ConversionRefusal.shop_id == shop_id,
+                                           ConversionRefusal.idempotency_key == key))).one()
+    return row[0], row[1]
 
 
 def _same_request(original: Conversion | ConversionRefusal, shopper: Shopper, points: int) -> None:
