@@ -18,7 +18,7 @@ from .services import Services
 from .settings import effective_settings
 from .shops import ensure_shop
 from .smaregi.errors import SmaregiBadRequest, SmaregiError, SmaregiForbidden, SmaregiNotFound, SmaregiUnauthorized
-from .sync import operations, scheduler
+from .sync import operations, reasons, scheduler
 
 
 REVIEW_CLAIM = timedelta(seconds=60)  # longer than the Shopify and Smaregi calls a review answer makes
@@ -238,7 +238,8 @@ def problems(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
         gone = p.member_status != "active"
         out.append({"link_id": p.link_id, "customer_id": p.shopify_customer_id,
                     "state": f"member_{p.member_status}" if gone else p.state, "member_status": p.member_status,
-                    "reason": MEMBER_GONE[p.member_status] if gone else p.last_error, "attempts": p.attempts,
+                    "reason": MEMBER_GONE[p.member_status] if gone else p.last_error,
+                    **reasons.recognise(None if gone else p.last_error), "attempts": p.attempts,
                     "last_tried_at": p.updated_at.isoformat(),
                     "candidates": p.conflict_candidates or []})
     return out
@@ -270,7 +271,8 @@ def conversions(services: Services, shop: AdminShop, query: str = "", status: st
         rows = session.scalars(stmt.order_by(Conversion.created_at.desc()).limit(200)).all()
     return [{"id": c.id, "created_at": c.created_at.isoformat(), "customer_id": c.shopify_customer_id,
              "points": c.points, "amount": c.amount, "currency": c.currency, "code": shown_code(c), "status": c.status,
-             "error": c.error_message, "smaregi_transaction_ids": c.smaregi_transaction_ids or [],
+             "error": c.error_message, "error_code": c.error_code,
+             "smaregi_transaction_ids": c.smaregi_transaction_ids or [],
              "order_name": c.order_name, "points_returned": c.points_returned or 0} for c in rows]
 
 

@@ -213,3 +213,38 @@ def test_a_member_withdrawn_at_the_register_is_listed_in_the_admins_words(admin_
     browser.page("/members")
     row = browser.text("[data-problems]")
     assert "スマレジで退会" in row and "レジで会員が退会しました。" in row and "withdrawn" not in row
+
+
+# What the Polaris script does for our purpose: defines the elements, renders them in their own
+# shadow root (so the native fallback inside is not shown) and gives them value / checked / error.
+POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox'].forEach(function (tag) {
+  customElements.define(tag, class extends HTMLElement {
+    constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<span>polaris</span>'; }
+    get value() { return this._value == null ? '' : String(this._value); }
+    set value(v) { this._value = v; }
+    get checked() { return !!this._checked; }
+    set checked(v) { this._checked = !!v; }
+  });
+});"""
+
+
+def test_with_polaris_loaded_the_rules_use_its_fields_and_errors(admin_page):
+    browser, _ = admin_page
+    browser.send("Page.enable", None, browser.session)  # scripts for new documents only run with it
+    browser.before_scripts(POLARIS_STUB)
+    browser.page("/rules")
+    minimum = "document.querySelector('[data-field=points_minimum]')"
+    assert browser.eval(f"{minimum}.value") == "100"  # the settings went into Polaris's field
+    assert browser.eval("document.getElementById('points_minimum').checkVisibility()") is False  # no fallback shown
+    assert browser.eval("document.querySelector('[data-field=sync_enabled]').checked") is True
+    browser.eval(f"{minimum}.value = '150'")
+    browser.click("[data-rules-form] button[type=submit]")
+    browser.wait_for(f"{minimum}.hasAttribute('error')")
+    assert browser.eval(f"{minimum}.getAttribute('error')") == "最低交換ポイントは交換単位（100）の倍数にしてください。"
+    assert browser.eval("document.querySelector('[data-error=points_minimum]').checkVisibility()") is False  # once
+    browser.eval(f"{minimum}.value = '200'")
+    browser.click("[data-rules-form] button[type=submit]")
+    browser.wait_for("document.querySelector('[data-saved]').textContent === '保存しました。'")
+    assert browser.eval(f"{minimum}.hasAttribute('error')") is False
+    browser.page("/rules")
+    assert browser.eval(f"{minimum}.value") == "200"

@@ -62,6 +62,6 @@ def test_every_key_the_block_uses_exists_in_both_languages():
 
 def test_assets_are_small_and_load_nothing_external():
     js = (EXTENSION / "assets" / "points.js").read_bytes()
-    css = (EXTENSION / "assets" / "points.css").read_bytes()
+    css = re.search(rb"<style>(.*?)</style>", (EXTENSION / "blocks" / "points.liquid").read_bytes(), re.S).group(1)
     assert len(js) < 10_000
     assert not re.search(rb"https?://", js + css)  # no external scripts, fonts or images

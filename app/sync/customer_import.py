@@ -58,7 +58,7 @@ from ..shopify.admin import ShopifyRejected, ShopifyUnavailable
 from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.client import BULK_MAX
 from ..smaregi.errors import ContractPaused, SmaregiRateLimited, SmaregiServerError, SmaregiTimeout, SmaregiUnreachable
-from . import directory, scheduler
+from . import directory, reasons, scheduler
 from .intake import NOTIFY_CHANNEL, MalformedPayload, parse_time
 from .mapping import customer_state, fingerprint, normalize_email, smaregi_fields
 from .matching import Job, _update_fields
@@ -319,9 +319,9 @@ class Importer:
         with self.s.db.transaction() as session:
             settings = effective_settings(session, session.get(Shop, claimed.shop_id), self.s.config)
         if settings.contract_id is None:
-            raise ImportFailed("No Smaregi contract is connected to this shop.")
+            raise ImportFailed(reasons.text("import_no_contract"))
         if not settings.syncable:
-            raise ImportFailed("Sending customers to Smaregi is switched off; switch it on, then import again.")
+            raise ImportFailed(reasons.text("import_sync_off"))
         return settings
 
     # -- 1. export ----------------------------------------------------------------------------
@@ -335,16 +335,15 @@ class Importer:
                 return True
             op = bulk.operation(self.s.admin, claimed.domain, claimed.bulk_operation_id)
         except ShopNotAuthorized:
-            raise ImportFailed("The shop has no Shopify offline token (open the app in Shopify admin once to "
-                               "install it), so its customers cannot be read.") from None
+            raise ImportFailed(reasons.text("import_no_token")) from None
         except ShopifyRejected as exc:
-            raise ImportFailed(f"Shopify refused the export of customers ({exc.reason}).") from None
+            raise ImportFailed(reasons.text("import_export_refused", reason=exc.reason)) from None
         if op is None:
-            raise ImportFailed("Shopify no longer knows the export of customers.")
+            raise ImportFailed(reasons.text("import_export_gone"))
         if not op.finished:
             return False
         if op.status != "COMPLETED":
-            raise ImportFailed(f"Shopify's export of customers ended {op.status} ({op.error_code or 'no code'}).")
+            raise ImportFailed(reasons.text("import_export_ended", status=op.status, error_code=op.error_code or "no code"))
         log.info("import.exported", extra={"import_id": claimed.id, "customers": op.object_count})
         if op.url is None:  # a shop without customers
             return self._save(claimed, phase=ImportPhase.MATCH.value, matching_started_at=utcnow())

@@ -18,6 +18,7 @@ from ..config import Config
 from ..db import Database
 from ..models import LinkState, MemberLink, Shop, utcnow
 from ..settings import effective_settings
+from . import reasons
 from .matching import Job, Synced
 from .member_status import MemberStatus
 
@@ -29,7 +30,7 @@ BACKOFF_CAP_S = 3600
 
 @dataclass(frozen=True)
 class Failure:
-    reason: str  # plain words, shown to the merchant
+    reason: str  # plain words, shown to the merchant (app/sync/reasons.py)
     retryable: bool
     wait_s: float | None = None  # a pause that is not the link's fault (429, directory import)
 
@@ -125,13 +126,11 @@ def complete(db: Database, job: Job, owner: str, result: Synced) -> bool:
 
 def conflict(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
     return _wait_for_merchant(db, job, owner, LinkState.CONFLICT, candidates,
-                              f"{len(candidates)} store members have this e-mail address; choose which one to link.")
+                              reasons.text("conflict", count=len(candidates)))
 
 
 def hold(db: Database, job: Job, owner: str, candidates: list[dict]) -> bool:
-    return _wait_for_merchant(db, job, owner, LinkState.HELD, candidates,
-                              "A store member has this e-mail address, but the customer has not verified it in "
-                              "Shopify. It is linked once verified, or choose the member to link now.")
+    return _wait_for_merchant(db, job, owner, LinkState.HELD, candidates, reasons.text("held"))
 
 
 def _wait_for_merchant(db: Database, job: Job, owner: str, state: LinkState, candidates: list[dict],

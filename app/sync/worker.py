@@ -33,7 +33,7 @@ from ..smaregi.errors import (
     SmaregiUnauthorized,
     SmaregiUnreachable,
 )
-from . import queue, scheduler, smaregi_events
+from . import queue, reasons, scheduler, smaregi_events
 from .customer_import import Importer
 from .directory import DirectoryNotReady
 from .intake import NOTIFY_CHANNEL
@@ -53,28 +53,27 @@ TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalErro
 
 
 def describe(error: Exception) -> queue.Failure:
-    """A Smaregi failure in the merchant's words, and whether trying again can help."""
+    """A Smaregi failure in the merchant's words (app/sync/reasons.py), and whether trying again can help."""
     if isinstance(error, (ContractPaused, SmaregiRateLimited)):
         wait = getattr(error, "wait_s", None) or getattr(error, "retry_after_s", 1.0)
-        return queue.Failure("Smaregi asked us to slow down.", True, wait_s=max(wait, 0.5))
+        return queue.Failure(reasons.text("rate_limited"), True, wait_s=max(wait, 0.5))
     if isinstance(error, DirectoryNotReady):
-        return queue.Failure("Waiting for the first import of store members.", True, wait_s=10)
+        return queue.Failure(reasons.text("directory_not_ready"), True, wait_s=10)
     if isinstance(error, SmaregiBadRequest):
-        field = f" ({error.field})" if error.field else ""
-        return queue.Failure(f"Smaregi rejected the member data{field}: {error.detail}", False)
+        if error.field:
+            return queue.Failure(reasons.text("rejected_field", field=error.field, detail=error.detail), False)
+        return queue.Failure(reasons.text("rejected", detail=error.detail), False)
     if isinstance(error, SmaregiForbidden):
-        return queue.Failure("Smaregi refused access: the contract's plan may not include members and points "
-                             "(Premium Plus, Food Business or Retail Business), or the app lacks the "
-                             "pos.customers scope.", False)
+        return queue.Failure(reasons.text("forbidden"), False)
     if isinstance(error, SmaregiUnauthorized):
-        return queue.Failure("Smaregi refused the app's credentials (client id/secret or contract id).", True)
+        return queue.Failure(reasons.text("credentials"), True)
     if isinstance(error, SmaregiNotFound):
-        return queue.Failure("Smaregi does not know this contract or member.", True)
+        return queue.Failure(reasons.text("not_found"), True)
     if isinstance(error, (SmaregiServerError, SmaregiTimeout, SmaregiUnreachable)):
-        return queue.Failure("Smaregi did not answer in time; we will try again.", True)
+        return queue.Failure(reasons.text("no_answer"), True)
     if isinstance(error, SmaregiError):
-        return queue.Failure(f"Smaregi error {error.status}: {error.detail}", True)
-    return queue.Failure(f"Unexpected error: {type(error).__name__}", True)
+        return queue.Failure(reasons.text("smaregi_error", status=error.status, detail=error.detail), True)
+    return queue.Failure(reasons.text("unexpected", error=type(error).__name__), True)
 
 
 class Worker:

@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify, request
 from .. import merchant
 from ..points import audit
 from ..points.errors import InvalidRequest, NotFound
-from ..sync import customer_import
+from ..sync import customer_import, reasons
 from . import services
 
 bp = Blueprint("admin", __name__, url_prefix="/admin/api")
@@ -214,5 +214,6 @@ def import_cancel(shop):
 
 def _import_json(shop) -> dict:
     db = services().db
-    return {"import": customer_import.status(db, shop.shop_id).admin_json(),
-            "held": customer_import.held_customers(db, shop.shop_id)}
+    imp = customer_import.status(db, shop.shop_id).admin_json()
+    return {"import": {**imp, **reasons.recognise(imp["reason"])},
+            "held": [{**h, **reasons.recognise(h["reason"])} for h in customer_import.held_customers(db, shop.shop_id)]}

@@ -85,6 +85,34 @@ EN = {
                                 "become members until these are optional (会員必須項目設定).",
     "all_statuses": "All statuses", "open_in_shopify": "Open in Shopify admin", "unknown_customer": "Customer {id}",
     "members_and_failures": "Members and failed syncs", "coupons_and_movements": "Coupons and point movements",
+    "reason_rate_limited": "Smaregi asked us to slow down.",
+    "reason_directory_not_ready": "Waiting for the first import of store members.",
+    "reason_rejected_field": "Smaregi rejected the member data ({field}): {detail}",
+    "reason_rejected": "Smaregi rejected the member data: {detail}",
+    "reason_forbidden": "Smaregi refused access: the contract's plan may not include members and points (Premium "
+                        "Plus, Food Business or Retail Business), or the app lacks the pos.customers scope.",
+    "reason_credentials": "Smaregi refused the app's credentials (client id/secret or contract id).",
+    "reason_not_found": "Smaregi does not know this contract or member.",
+    "reason_no_answer": "Smaregi did not answer in time; we will try again.",
+    "reason_smaregi_error": "Smaregi error {status}: {detail}",
+    "reason_unexpected": "Unexpected error ({error}); we will try again.",
+    "reason_conflict": "{count} store members have this e-mail address; choose which one to link.",
+    "reason_import_no_contract": "No Smaregi contract is connected to this shop.",
+    "reason_import_sync_off": "Sending customers to Smaregi is switched off; switch it on, then import again.",
+    "reason_import_no_token": "The shop has no Shopify offline token (open the app in Shopify admin once to install "
+                              "it), so its customers cannot be read.",
+    "reason_import_export_refused": "Shopify refused the export of customers ({reason}).",
+    "reason_import_export_gone": "Shopify no longer knows the export of customers.",
+    "reason_import_export_ended": "Shopify's export of customers ended {status} ({error_code}).",
+    "error_insufficient_points": "The customer did not have enough points.",
+    "error_shopify_unavailable": "Shopify could not create the code; no points were deducted.",
+    "error_pos_unavailable": "Smaregi was unavailable; no points were deducted.",
+    "error_pos_timeout": "Smaregi did not answer in time, so the points were not deducted.",
+    "error_compensation_failed": "No points were deducted, but the code could not be withdrawn in Shopify. "
+                                 "Delete it there, then mark it not deducted.",
+    "error_needs_review": "Smaregi's answer never came: check the member's points at the register, then choose below.",
+    "error_reviewed": "Checked in the POS by you.",
+    "request_failed": "That did not work ({status}). Nothing was changed; reload the page and try again.",
 }
 
 JA = {
@@ -167,7 +195,39 @@ JA = {
                                 "オンラインの新規顧客は会員になれません。",
     "all_statuses": "すべての状態", "open_in_shopify": "Shopify 管理画面で開く", "unknown_customer": "顧客 {id}",
     "members_and_failures": "会員と同期エラー", "coupons_and_movements": "クーポンとポイント履歴",
+    "reason_rate_limited": "スマレジから送信間隔を空けるよう求められました。",
+    "reason_directory_not_ready": "店舗会員の最初の取り込みを待っています。",
+    "reason_rejected_field": "スマレジが会員データを受け付けませんでした（{field}）：{detail}",
+    "reason_rejected": "スマレジが会員データを受け付けませんでした：{detail}",
+    "reason_forbidden": "スマレジがアクセスを拒否しました。契約のプラン（プレミアムプラス・フードビジネス・リテールビジネス）に"
+                        "会員・ポイントが含まれていないか、pos.customers スコープが未承認です。",
+    "reason_credentials": "スマレジがアプリの認証情報（クライアントID・シークレットまたは契約ID）を拒否しました。",
+    "reason_not_found": "スマレジにこの契約または会員が存在しません。",
+    "reason_no_answer": "スマレジが時間内に応答しませんでした。自動で再試行します。",
+    "reason_smaregi_error": "スマレジのエラー {status}：{detail}",
+    "reason_unexpected": "予期しないエラー（{error}）。自動で再試行します。",
+    "reason_conflict": "このメールアドレスの店舗会員が {count} 件あります。つなぐ会員を選んでください。",
+    "reason_import_no_contract": "このストアにはスマレジの契約が接続されていません。",
+    "reason_import_sync_off": "スマレジへの顧客送信がオフです。オンにしてから取り込み直してください。",
+    "reason_import_no_token": "ストアの Shopify オフライントークンがないため顧客を読み込めません（Shopify 管理画面でアプリを一度開くと"
+                              "インストールされます）。",
+    "reason_import_export_refused": "Shopify が顧客データの書き出しを拒否しました（{reason}）。",
+    "reason_import_export_gone": "Shopify に顧客データの書き出しが見つかりません。",
+    "reason_import_export_ended": "Shopify の顧客データの書き出しが {status} で終了しました（{error_code}）。",
+    "error_insufficient_points": "お客様のポイントが不足していました。",
+    "error_shopify_unavailable": "Shopify でコードを作成できませんでした。ポイントは減算されていません。",
+    "error_pos_unavailable": "スマレジが利用できませんでした。ポイントは減算されていません。",
+    "error_pos_timeout": "スマレジが時間内に応答しなかったため、ポイントは減算されていません。",
+    "error_compensation_failed": "ポイントは減算されていませんが、Shopify のコードを取り消せませんでした。"
+                                 "Shopify で削除してから「未減算」を選んでください。",
+    "error_needs_review": "スマレジの応答がありませんでした。レジで会員のポイントを確認し、下で選んでください。",
+    "error_reviewed": "POS で確認済み。",
+    "request_failed": "処理できませんでした（{status}）。何も変更していません。ページを再読み込みしてもう一度お試しください。",
 }
+
+# A held link's reason (app/sync/reasons.py code "held") is the same words as the held state's.
+for _words in (EN, JA):
+    _words["reason_held"] = _words["held_reason"]
 
 
 def texts(locale: str | None) -> tuple[str, dict[str, str]]:

@@ -4,12 +4,15 @@
 function fill(text, vars) {
  return String(text).replace(/\{(\w+)\}/g, function (m, k) { return vars[k] == null ? '' : vars[k]; });
 }
-function el(tag, cls, text) {
+function add(p, c) { return p.appendChild(c); }
+function el(tag, cls, text, to) {
  var e = document.createElement(tag);
  if (cls) e.className = cls.replace(/(^| )(?!is-)(?=\w)/g, '$1pb-points__');
  if (text != null) e.textContent = text;
- return e;
+ return to ? add(to, e) : e;
 }
+/* Work in short tasks, so none holds up input (TBT). */
+function later(f) { setTimeout(f, 0); }
 function uuid() { return crypto.randomUUID ? crypto.randomUUID() : 'k' + Date.now() + Math.random(); }
 function json(r) {
  return r.json().catch(function () { return {}; }).then(function (b) { return { ok: r.ok, status: r.status, body: b }; });
@@ -20,17 +23,21 @@ function Block(card) {
  this.proxy = (card.getAttribute('data-proxy') || '/apps/points').replace(/\/$/, '');
  this.locale = (card.getAttribute('data-locale') || 'en').toLowerCase().indexOf('ja') === 0 ? 'ja' : 'en';
  this.s = JSON.parse(this.q('strings').textContent);
- var tag = this.locale === 'ja' ? 'ja-JP' : 'en-US';
- this.num = new Intl.NumberFormat(tag);
- this.yen = new Intl.NumberFormat(tag, { style: 'currency', currency: 'JPY' });
- this.day = new Intl.DateTimeFormat(tag, { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' });
- this.tag = tag;
+ this.tag = this.locale === 'ja' ? 'ja-JP' : 'en-US';
  this.key = null; /* idempotency key, kept until a definite answer */
  var self = this;
  this.q('reload').onclick = function () { self.load(); };
  this.load();
+ later(this.fmt.bind(this));
 }
 var P = Block.prototype;
+P.fmt = function () {
+ var t = this.tag;
+ if (this.num) return;
+ this.num = new Intl.NumberFormat(t);
+ this.yen = new Intl.NumberFormat(t, { style: 'currency', currency: 'JPY' });
+ this.day = new Intl.DateTimeFormat(t, { year: 'numeric', month: 'long', day: 'numeric', timeZone: 'UTC' });
+};
 P.q = function (n) { return this.card.querySelector('[data-pb-' + n + ']'); };
 P.date = function (iso) {
  if (!iso) return this.s.no_expiry;
@@ -51,15 +58,15 @@ P.parts = function (shown) {
 };
 
 P.load = function () {
- var self = this;
- this.card.setAttribute('aria-busy', 'true');
+ var self = this, c = this.card;
+ c.setAttribute('aria-busy', 'true');
  this.q('error').hidden = true;
- return this.get('/balance').then(function (r) {
-  self.card.setAttribute('aria-busy', 'false');
+ return this.get('/balance').catch(function () { return { body: {} }; }).then(function (r) {
+  c.setAttribute('aria-busy', 'false');
   if (!r.ok) return self.fail(r.body.error || {});
   self.show(r.body);
-  self.coupons();
- }, function () { self.card.setAttribute('aria-busy', 'false'); self.fail({}); });
+  later(self.coupons.bind(self));
+ });
 };
 P.fail = function (err) {
  var s = this.s, nr = err.code === 'not_registered', out = err.code === 'not_logged_in', h = this.q('error-hint');
@@ -67,7 +74,7 @@ P.fail = function (err) {
  h.textContent = nr ? s.not_registered_hint : out ? '' : s.check_in_store; h.hidden = out;
  this.q('reload').hidden = nr || out;
  this.q('signin').hidden = !out;
- this.q('state').setAttribute('data-pb-state', nr ? 'not-member' : 'error');
+ this.q('state').dataset.pbState = nr ? 'not-member' : 'error';
  this.q('stale').hidden = true;
  this.parts(false);
  this.q('error').hidden = false;
@@ -75,8 +82,9 @@ P.fail = function (err) {
 P.show = function (d) {
  var self = this, list = this.q('history'), stale = this.q('stale');
  this.data = d;
+ this.fmt();
  this.parts(true);
- this.q('state').setAttribute('data-pb-state', d.stale ? 'stale' : 'ready');
+ this.q('state').dataset.pbState = d.stale ? 'stale' : 'ready';
  this.q('balance').textContent = this.pts(d.points.balance);
  this.q('expiry').textContent = this.date(d.points.expires_on);
  var rank = this.q('rank');
@@ -85,16 +93,16 @@ P.show = function (d) {
  stale.hidden = !d.stale;
  if (d.stale) stale.textContent = fill(this.s.stale, { time: new Intl.DateTimeFormat(this.tag, { dateStyle: 'medium', timeStyle: 'short' }).format(new Date(d.as_of)) });
  list.textContent = '';
- if (!d.history.length) list.appendChild(el('li', 'history-item muted', this.s.no_history));
+ if (!d.history.length) el('li', 'history-item muted', this.s.no_history, list);
  d.history.forEach(function (h) {
   var li = el('li', 'history-item');
-  li.appendChild(el('span', 'history-date', self.date(h.date)));
-  li.appendChild(el('span', 'history-label', h.label));
-  li.appendChild(el('span', 'history-points ' + (h.points < 0 ? 'is-minus' : 'is-plus'),
+  el('span', 'history-date', self.date(h.date), li);
+  el('span', 'history-label', h.label, li);
+  add(li, el('span', 'history-points ' + (h.points < 0 ? 'is-minus' : 'is-plus'),
    (h.points < 0 ? '−' : '+') + self.pts(Math.abs(h.points))));
-  list.appendChild(li);
+  add(list, li);
  });
- this.form(d);
+ later(function () { self.form(d); });
 };
 
 P.form = function (d) {
@@ -102,11 +110,11 @@ P.form = function (d) {
  var max = Math.floor(Math.min(d.points.balance, c.remaining_today) / c.unit) * c.unit;
  box.textContent = '';
  box.hidden = false;
- box.appendChild(el('h3', 'subheading', s.convert_heading));
+ el('h3', 'subheading', s.convert_heading, box);
  var why = d.stale ? s.convert_paused
   : d.points.balance < c.minimum ? fill(s.below_minimum_info, { minimum: n.format(c.minimum), missing: n.format(c.minimum - d.points.balance) })
   : max < c.minimum ? s.limit_reached : '';
- if (why) { box.appendChild(el('p', 'hint', why)); this.append(box); return; }
+ if (why) { el('p', 'hint', why, box); this.append(box); return; }
  var id = this.card.closest('.pb-points').id + '-amount';
  var form = el('form', 'form');
  form.noValidate = true; /* our messages, not the browser's */
@@ -130,18 +138,18 @@ P.form = function (d) {
   self.key = null; /* a new request, a new key */
  }
  input.oninput = update;
- [label, input, preview, button, limits, message].forEach(function (e) { form.appendChild(e); });
+ [label, input, preview, button, limits, message].forEach(add.bind(null, form));
  form.onsubmit = function (ev) {
   ev.preventDefault();
   var v = parseInt(input.value, 10) || 0, code = v < c.minimum ? 'below_minimum' : v % c.unit ? 'not_multiple_of_unit'
    : v > d.points.balance ? 'insufficient_points' : v > c.remaining_today ? 'daily_limit_exceeded' : '';
   if (code) message.textContent = self.err(code); else self.convert(input, button, message);
  };
- box.appendChild(form);
+ add(box, form);
  this.append(box);
  update();
 };
-P.append = function (box) { if (this.lastResult) box.appendChild(this.lastResult); };
+P.append = function (box) { if (this.lastResult) add(box, this.lastResult); };
 P.err = function (code) {
  var c = this.data.conversion;
  return fill(this.s.errors[code] || this.s.errors.generic, { unit: this.num.format(c.unit), minimum: this.num.format(c.minimum) });
@@ -166,7 +174,7 @@ P.convert = function (input, button, message) {
 };
 P.result = function (conv) {
  var self = this, box = el('div', 'result');
- box.appendChild(el('p', 'label', this.s.your_code));
+ el('p', 'label', this.s.your_code, box);
  var code = el('output', 'code', conv.code);
  code.tabIndex = -1;
  var copy = el('button', 'button button--quiet', this.s.copy);
@@ -176,9 +184,9 @@ P.result = function (conv) {
    copy.textContent = self.s.copied;
   }, function () { window.getSelection().selectAllChildren(code); });
  };
- box.appendChild(code); box.appendChild(copy);
- box.appendChild(el('p', 'hint', this.until(conv)));
- this.q('convert').appendChild(box);
+ add(box, code); add(box, copy);
+ el('p', 'hint', this.until(conv), box);
+ add(this.q('convert'), box);
  this.lastResult = box;
  code.focus();
 };
@@ -189,22 +197,22 @@ P.coupons = function () {
   box.textContent = '';
   box.hidden = !list.length;
   if (!list.length) return;
-  box.appendChild(el('h3', 'subheading', s.coupons));
+  el('h3', 'subheading', s.coupons, box);
   var ul = el('ul', 'history');
   list.forEach(function (c) {
    var li = el('li', 'history-item');
-   li.appendChild(el('code', 'coupon-code', c.code));
-   li.appendChild(el('span', null, self.yen.format(c.amount)));
+   el('code', 'coupon-code', c.code, li);
+   el('span', null, self.yen.format(c.amount), li);
    var status = (s['status_' + c.status] || s.status_pending) + (c.order_name ? ' ' + c.order_name : '');
-   li.appendChild(el('span', 'muted', status + ' · ' + self.until(c)));
+   el('span', 'muted', status + ' · ' + self.until(c), li);
    if (c.status === 'completed') {
-    var b = li.appendChild(el('button', 'button button--quiet', s.hand_back));
+    var b = el('button', 'button button--quiet', s.hand_back, li);
     b.type = 'button';
     b.onclick = function () { b.disabled = true; self.get('/conversions/' + c.id + '/return', {}).then(self.load.bind(self)); };
    }
-   ul.appendChild(li);
+   add(ul, li);
   });
-  box.appendChild(ul);
+  add(box, ul);
  }, function () {});
 };
 
