@@ -495,7 +495,7 @@ class Importer:
         url = callback_url(self.s.config.shopify_app_url, token)
         send = client.bulk_create_customers if kind == "create" else client.bulk_update_customers
         try:
-            request_id = send(members, url, deadline=deadline)
+            request_id = send(members, url, deadline=deadline, background=True)  # live syncs go first
         except (ContractPaused, SmaregiRateLimited, SmaregiUnreachable):
             self._unsend(batch_id, Outcome.TO_CREATE if kind == "create" else Outcome.TO_UPDATE)
             raise
@@ -545,7 +545,9 @@ class Importer:
         while True:  # the re-read: every member Smaregi changed since the oldest of these was sent
             members = client.list_customers(page=page, limit=LIST_PAGE, updated_from=since,
                                             updated_to=utcnow() + timedelta(seconds=CLOCK_SKEW_S),
-                                            deadline=deadline)
+                                            deadline=deadline, background=True)
+            with self.s.db.transaction() as session:  # fresh reads: e-mail and code matching see them at once
+                directory.remember_many(session, client.contract_id, members)
             found.update((m["customerCode"], m) for m in members if m.get("customerCode") in wanted)
             if len(members) < LIST_PAGE:
                 break
