@@ -163,10 +163,10 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_pages: int = REFR
             page += 1  # a whole page changed in one second: the next page of that second
         elif full and stamps:
             start, page = max(stamps), 1
-        if full:
-            cursor = max([cursor, *stamps])  # every change before the page's newest stamp is read
-        else:  # everything up to `end` is read; only a clock far off could still add a change before it
-            cursor = max([cursor, *stamps, min(end, utcnow()) - OVERLAP])
+        # A full page: every change before its newest stamp is read. Otherwise everything up to `end`
+        # is, and only a clock far off could still add a change before `end - OVERLAP`.
+        floor = [] if full else [min(end, utcnow()) - OVERLAP]
+        cursor = max([cursor, *stamps, *floor])
         with db.transaction() as session:
             remember_many(session, contract_id, rows)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..config import Config
@@ -205,8 +205,8 @@ def refresh_members(services: Services, contract_id: str, customer_ids: list[str
     found = _read_by_id_range(client, customer_ids) if len(customer_ids) > BULK_IDS else {}
     with services.db.transaction() as session:
         directory.remember_many(session, contract_id, list(found.values()))
-        for customer_id, member in found.items():
-            _take_state(session, services.config, contract_id, customer_id, member)
+        mark_members(session, services.config, contract_id,
+                     {customer_id: _state_of(member) for customer_id, member in found.items()}, code_is_current=True)
     for n, customer_id in enumerate(i for i in customer_ids if i not in found):
         if n:
             time.sleep(_pace(services))
@@ -219,18 +219,15 @@ def refresh_members(services: Services, contract_id: str, customer_ids: list[str
                 directory.forget(session, contract_id, customer_id)
             else:
                 directory.remember(session, contract_id, member)
-            _take_state(session, services.config, contract_id, customer_id, member)
+            mark_members(session, services.config, contract_id, {customer_id: _state_of(member)},
+                         code_is_current=True)
 
 
-def _take_state(session: Session, config: Config, contract_id: str, customer_id: str,
-                member: dict[str, Any] | None) -> None:
+def _state_of(member: dict[str, Any] | None) -> tuple[MemberStatus, str | None]:
     if member is None:
-        mark_member(session, config, contract_id, customer_id, MemberStatus.DELETED)
-        return
+        return MemberStatus.DELETED, None
     withdrawn = member.get("status") in directory.WITHDRAWN
-    code = member.get("customerCode")
-    mark_member(session, config, contract_id, customer_id, MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE,
-                code, code_is_current=True)
+    return MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, member.get("customerCode")
 
 
 def _read_by_id_range(client, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -261,32 +258,43 @@ def prune(services: Services) -> int:
 
 
 def mark_member(session: Session, config: Config, contract_id: str, smaregi_customer_id: str,
-                status: MemberStatus | None, code: str | None = None, code_is_current: bool = False) -> int:
-    """Links to this member take its state (when given); their customers' snapshots are dropped.
+                status: MemberStatus | None, code: str | None = None, code_is_current: bool = False) -> None:
+    mark_members(session, config, contract_id, {smaregi_customer_id: (status, code)}, code_is_current)
+
+
+def mark_members(session: Session, config: Config, contract_id: str,
+                 marks: dict[str, tuple[MemberStatus | None, str | None]], code_is_current: bool = False) -> None:
+    """Links to these members take their state (when given); their customers' snapshots are dropped.
     A numeric member code is also a Shopify id (our codes are), for a member found by code only.
     `code_is_current`: read from the member itself (not an old transaction), so links adopt it, as
-    the audit's fix does: the register's code is the one its scanner knows."""
+    the audit's fix does: the register's code is the one its scanner knows. A few statements
+    whatever the number of members (a bulk job's event carries a hundred)."""
     shop_ids = shops_on_contract(session, config, contract_id)
-    if not shop_ids:
-        return 0
-    links = session.execute(select(MemberLink.shop_id, MemberLink.shopify_customer_id).where(
-        MemberLink.shop_id.in_(shop_ids), MemberLink.smaregi_customer_id == smaregi_customer_id)).all()
-    if status is not None and links:
-        session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
-                                                 MemberLink.smaregi_customer_id == smaregi_customer_id)
-                        .values(member_status=status.value))
-    if code_is_current and code and links:
-        session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
-                                                 MemberLink.smaregi_customer_id == smaregi_customer_id,
-                                                 MemberLink.member_code.is_distinct_from(code))
-                        .values(member_code=code))
-    customers = {(row.shop_id, row.shopify_customer_id) for row in links}
-    if code and code.isdigit() and len(code) <= 18:
-        customers |= {(shop_id, int(code)) for shop_id in shop_ids}
-    for shop_id, customer_id in customers:
-        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == shop_id,
-                                                      BalanceSnapshot.shopify_customer_id == customer_id))
-    return len(links)
+    if not shop_ids or not marks:
+        return
+    links = session.execute(select(MemberLink.id, MemberLink.shopify_customer_id, MemberLink.smaregi_customer_id)
+                            .where(MemberLink.shop_id.in_(shop_ids),
+                                   MemberLink.smaregi_customer_id.in_(list(marks)))).all()
+    by_status: dict[MemberStatus, list[int]] = {}
+    for row in links:
+        status = marks[row.smaregi_customer_id][0]
+        if status is not None:
+            by_status.setdefault(status, []).append(row.id)
+    for status, link_ids in by_status.items():
+        session.execute(update(MemberLink).where(MemberLink.id.in_(link_ids)).values(member_status=status.value)
+                        .execution_options(synchronize_session=False))
+    recoded = [{"l_id": row.id, "l_code": marks[row.smaregi_customer_id][1]} for row in links
+               if code_is_current and marks[row.smaregi_customer_id][1]]
+    if recoded:
+        table = MemberLink.__table__
+        session.connection().execute(table.update().where(
+            table.c.id == bindparam("l_id"), table.c.member_code.is_distinct_from(bindparam("l_code")))
+            .values(member_code=bindparam("l_code")), recoded)
+    customers = {row.shopify_customer_id for row in links}
+    customers |= {int(code) for _, code in marks.values() if code and code.isdigit() and len(code) <= 18}
+    if customers:
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id.in_(shop_ids),
+                                                      BalanceSnapshot.shopify_customer_id.in_(customers)))
 
 
 def forget_balances_of_transactions(services: Services, contract_id: str, transaction_ids: list[str]) -> None:
