@@ -141,19 +141,21 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_pages: int = REFR
 
     The cursor is the newest `updDateTime` read, on Smaregi's clock, so ours does not matter. Each
     page starts at the previous page's newest stamp rather than at a page number: a member changed
-    again while we read moves to the end instead of shifting the pages under us. Our own writes and
-    the import's re-reads are remembered as they happen; this is the backstop for the rest."""
+    again while we read moves to the end instead of shifting the pages under us. (More than
+    PAGE_SIZE × `max_pages` changes stamped in one second would hold it in place: several times
+    what a bulk import at 4 writes/s makes.) Our own writes and the import's re-reads are
+    remembered as they happen; this is the backstop for the rest."""
     contract_id = client.contract_id
     with db.transaction() as session:
         row = session.get(SmaregiContract, contract_id)
         if row is None or row.directory_fresh_until is None:
             return 0
         cursor = row.directory_fresh_until
-    if utcnow() - cursor <= max_age:
+    if max_age and utcnow() - cursor <= max_age:
         return 0
-    seen, page, start = 0, 1, cursor - SETTLE
+    seen, page, start = 0, 1, cursor
     for _ in range(max_pages):
-        end = min(start + WINDOW, utcnow() + OVERLAP)
+        end = min(start + WINDOW, max(utcnow(), start) + OVERLAP)  # Smaregi's clock may be ahead of ours
         rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
                                      sort="updDateTime,customerId", deadline=deadline, background=True)
         stamps = [stamp for stamp in (_parse(m.get("updDateTime")) for m in rows) if stamp is not None]
@@ -163,10 +165,12 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_pages: int = REFR
             page += 1  # a whole page changed in one second: the next page of that second
         elif full and stamps:
             start, page = max(stamps), 1
-        # A full page: every change before its newest stamp is read. Otherwise everything up to `end`
-        # is, and only a clock far off could still add a change before `end - OVERLAP`.
-        floor = [] if full else [min(end, utcnow()) - OVERLAP]
-        cursor = max([cursor, *stamps, *floor])
+        if full:  # every change before the page's newest stamp is read; the next page starts there
+            cursor = max([cursor, *stamps])
+        else:  # caught up: the next call re-reads the last SETTLE of changes (only a clock far off
+            # could still add one before `end - OVERLAP`). Full pages always move the cursor, so a
+            # busy import (many pages inside SETTLE) cannot hold the refresh in place.
+            cursor = max([cursor, *(stamp - SETTLE for stamp in stamps), min(end, utcnow()) - OVERLAP])
         with db.transaction() as session:
             remember_many(session, contract_id, rows)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
