@@ -142,7 +142,7 @@ def refresh_window(db: Database, client: SmaregiClient, *, max_pages: int = REFR
     The cursor is the newest `updDateTime` read, on Smaregi's clock, so ours does not matter. Each
     page starts at the previous page's newest stamp rather than at a page number: a member changed
     again while we read moves to the end instead of shifting the pages under us. (More than
-    PAGE_SIZE × `max_pages` changes stamped in one second would hold it in place: several times
+    PAGE_SIZE times `max_pages` changes stamped in one second would hold it in place: several times
     what a bulk import at 4 writes/s makes.) Our own writes and the import's re-reads are
     remembered as they happen; this is the backstop for the rest."""
     contract_id = client.contract_id
