@@ -573,9 +573,10 @@ class Importer:
             members = client.list_customers(page=page, limit=LIST_PAGE, updated_from=since,
                                             updated_to=utcnow() + timedelta(seconds=CLOCK_SKEW_S),
                                             deadline=deadline, background=True)
+            ours = [m for m in members if m.get("customerCode") in wanted]
             with self.s.db.transaction() as session:  # fresh reads: e-mail and code matching see them at once
-                directory.remember_many(session, client.contract_id, members)
-            found.update((m["customerCode"], m) for m in members if m.get("customerCode") in wanted)
+                directory.remember_many(session, client.contract_id, ours)
+            found.update((m["customerCode"], m) for m in ours)
             if len(members) < LIST_PAGE:
                 break
             page += 1
