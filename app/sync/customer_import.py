@@ -77,6 +77,7 @@ CLASSIFY_CHUNK = 500  # customers matched against the directory per step
 SINGLES_PER_STEP = 2
 LIST_PAGE = 1000
 STEP_BUDGET_S = 20.0
+SEND_BURST_S = 1.0  # bulk requests are sent for this long per step (≈ 3 at the background write share)
 DIRECTORY_MAX_AGE = timedelta(seconds=60)
 
 
@@ -403,8 +404,13 @@ class Importer:
             scheduler.schedule_now(self.s, "member_directory")
             return False
         deadline = time.monotonic() + STEP_BUDGET_S
-        return (self._resolve(claimed, client, deadline) or self._send(claimed, settings, client, deadline)
-                or self._classify(claimed, settings, client, deadline) or self._singles(claimed)
+        progressed = self._resolve(claimed, client, deadline)
+        # Several bulk requests a step keep MAX_IN_FLIGHT busy (each result comes back while the
+        # next step runs); the burst is short, so a live webhook still waits about a second at most.
+        burst_end = time.monotonic() + SEND_BURST_S
+        while time.monotonic() < burst_end and self._send(claimed, settings, client, deadline):
+            progressed = True
+        return (progressed or self._classify(claimed, settings, client, deadline) or self._singles(claimed)
                 or self._finish_if_done(claimed))
 
     def _classify(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
