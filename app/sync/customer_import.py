@@ -74,6 +74,7 @@ CALLBACK_WAIT_S = 20.0  # a callback later than this is presumed lost: re-read a
 CLOCK_SKEW_S = 10  # between our clock and Smaregi's updDateTime
 READ_CHUNK = 500  # lines staged per step (one transaction)
 CLASSIFY_CHUNK = 500  # customers matched against the directory per step
+CLASSIFY_AHEAD = 4 * BULK_MAX  # match more once fewer customers than this wait for a bulk request
 SINGLES_PER_STEP = 2
 LIST_PAGE = 1000
 STEP_BUDGET_S = 20.0
@@ -410,8 +411,14 @@ class Importer:
         burst_end = time.monotonic() + SEND_BURST_S
         while time.monotonic() < burst_end and self._send(claimed, settings, client, deadline):
             progressed = True
-        return (progressed or self._classify(claimed, settings, client, deadline) or self._singles(claimed)
-                or self._finish_if_done(claimed))
+        if self._waiting_for_bulk(claimed) < CLASSIFY_AHEAD:  # results keep coming: match more meanwhile
+            progressed = self._classify(claimed, settings, client, deadline) or progressed
+        return progressed or self._singles(claimed) or self._finish_if_done(claimed)
+
+    def _waiting_for_bulk(self, claimed: _Claimed) -> int:
+        with self.s.db.transaction() as session:
+            return session.scalar(select(func.count()).where(
+                ImportCustomer.import_id == claimed.id, ImportCustomer.outcome.in_([o.value for o in BULK_KINDS])))
 
     def _classify(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
         """Decide, from our own tables only, which customers can go in bulk. The directory is brought
