@@ -547,7 +547,7 @@ class ImportBatch(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     import_id: Mapped[int] = mapped_column(ForeignKey("customer_imports.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(8))  # create | update
+    kind: Mapped[str] = mapped_column(String(8))  # create | update | link
     token_hash: Mapped[str] = mapped_column(String(64))  # sha256 of the callback URL's token
     state: Mapped[str] = mapped_column(String(16), default="sent")  # sent | resolved
     request_id: Mapped[str | None] = mapped_column(String(64))
@@ -575,3 +575,6 @@ class ImportCustomer(Base):
     batch_id: Mapped[int | None]
     desired_hash: Mapped[str | None] = mapped_column(String(64))  # the link's state when sent in a batch
     sent_hash: Mapped[str | None] = mapped_column(String(64))  # the Smaregi fields sent
+    # to_link: the store member with the customer's verified e-mail, and its code before ours
+    store_member_id: Mapped[str | None] = mapped_column(String(32))
+    store_code: Mapped[str | None] = mapped_column(String(20))

@@ -6,8 +6,12 @@ live webhooks) and one worker process. 1 % of the customers already have a store
 id as code and 1 % a store member with their verified e-mail; the rest are new. While the import
 runs, a new customer's signed `customers/create` webhook is sent every 2 s.
 
+Smaregi's member webhooks are configured to reach the app, so the import's bulk jobs come back as
+`bulk-*` events the worker handles too.
+
 Prints: total time (goal ≤ 10 min at 50,000), the worker's peak RSS (goal ≤ 200 MB), live webhook
-→ member latency during the import (goal p50 ≤ 2 s), 429s from Smaregi (goal 0) and the requests.
+→ member latency during the import (goal p50 ≤ 2 s, p95 ≤ 10 s), writes (bulk vs single), 429s from
+Smaregi (goal 0) and the requests.
 
     .venv/bin/python bench/import.py                     # 5,000 customers (about a minute)
     .venv/bin/python bench/import.py --customers 50000   # the full size
@@ -47,6 +51,7 @@ from app.sync import customer_import
 BASE_ID = 5_000_000_000_000
 LIVE_BASE_ID = 5_900_000_000_000
 LIVE_EVERY_S = 2.0
+WEBHOOK_SECRET = "bench-smaregi-webhook-secret"
 
 
 def seed(shopify: ShopifyEmulator, smaregi: SmaregiEmulator, customers: int) -> None:
@@ -93,7 +98,10 @@ def main() -> None:
             serve_in_thread(shopify.create_app()) as shopify_url:
         environment = env(url, SMAREGI_ID_BASE=smaregi_url, SMAREGI_API_BASE=smaregi_url,
                           SHOPIFY_ADMIN_API_BASE=f"{shopify_url}/{{shop}}", SHOPIFY_APP_URL=app_url,
-                          SMAREGI_WRITES_PER_S=str(args.writes_per_s), SMAREGI_READS_PER_S=str(args.reads_per_s))
+                          SMAREGI_WRITES_PER_S=str(args.writes_per_s), SMAREGI_READS_PER_S=str(args.reads_per_s),
+                          SMAREGI_WEBHOOK_SECRET=WEBHOOK_SECRET)
+        # As a merchant who followed the README: Smaregi's member events (bulk-* too) reach the app.
+        smaregi.webhooks.configure(f"{app_url}/smaregi/webhooks", WEBHOOK_SECRET)
         services = Services.build(load_config({**environment, "DATABASE_URL": normalize_database_url(url)}))
         with web(environment, port, workers=1):
             token = app_home_id_token(config.shopify_api_key, config.shopify_api_secret, BENCH_SHOP)
@@ -142,11 +150,14 @@ def main() -> None:
     print(f"worker peak RSS: {rss:.0f} MB (goal ≤ 200 MB)")
     if latencies:
         print(f"live webhook → member during the import: n={len(latencies)} p50={pct(latencies, 50) / 1000:.2f} s "
-              f"p95={pct(latencies, 95) / 1000:.2f} s max={max(latencies) / 1000:.2f} s (goal p50 ≤ 2 s); "
+              f"p95={pct(latencies, 95) / 1000:.2f} s max={max(latencies) / 1000:.2f} s "
+              f"(goal p50 ≤ 2 s, every one ≤ 10 s); "
               f"not synced: {len(live) - len(latencies)}")
     steady = [n for _, n in sorted(writes.items())[1:-1]]
+    bulk_writes = smaregi.stats["bulk_requests"]
     print(f"Smaregi: {smaregi.stats['requests']} requests, {sum(writes.values())} writes "
-          f"({smaregi.stats['bulk_requests']} bulk, {smaregi.stats['bulk_members']} members in them), "
+          f"({bulk_writes} bulk with {smaregi.stats['bulk_members']} members, "
+          f"{sum(writes.values()) - bulk_writes} single incl. tokens), "
           f"max {max(steady, default=0)} writes in a clock second (limit {args.writes_per_s}); "
           f"429s: {smaregi.stats['rate_limited']} (goal 0); refused duplicate codes: {smaregi.stats['duplicate_codes']}")
     print("figures from a shared 2-core machine: load generator, Postgres, web, worker and stand-ins contend")

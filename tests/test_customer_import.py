@@ -144,6 +144,35 @@ def test_a_customer_who_changes_during_the_import_ends_with_the_newest_state(wor
     assert_once_each(world, ids, allow_refused=True)
 
 
+def test_store_members_with_a_verified_email_are_linked_in_bulk_and_keep_their_store_history(world):
+    world.install()
+    em = world.smaregi
+    store = {}
+    for cid in range(BASE, BASE + 30):
+        store[cid] = em.add_member(CONTRACT, customerCode=f"S-{cid % 1000}", lastName="佐藤", firstName="花子",
+                                   mailAddress=f"store{cid}@example.com", points=300)
+        world.customer(cid, email=f"Store{cid}@Example.com", last="佐藤", first="花子")
+    unverified = BASE + 30
+    em.add_member(CONTRACT, customerCode="S-U", lastName="鈴木", firstName="一郎", mailAddress="u@example.com")
+    world.customer(unverified, email="u@example.com", verified=False)
+    world.directory_ready()
+    customer_import.start(world.services.db, world.shop_id)
+
+    final = world.run()
+
+    assert (final.linked, final.held, final.created, final.failed) == (30, 1, 0, 0)
+    links = world.links()
+    for cid, member in store.items():
+        assert links[cid].smaregi_customer_id == member["customerId"]  # her store membership, with its points
+        assert em.contracts[CONTRACT].customers[member["customerId"]]["customerCode"] == str(cid)
+        assert links[cid].store_member_code == f"S-{cid % 1000}"  # her earlier register history
+        assert em.balance(CONTRACT, member["customerId"]) == 300
+    assert (links[unverified].state, links[unverified].smaregi_customer_id) == ("held", None)
+    assert em.member_by_code(CONTRACT, "S-U")["firstName"] == "一郎"  # an unverified e-mail touches nothing
+    writes = sum(em.stats["writes_by_second"].values())
+    assert em.stats["bulk_requests"] == 1 and writes <= 2  # one bulk update (and a token), not 30 PATCHes
+
+
 def test_a_live_webhook_during_the_import_is_synced_at_once(world):
     import time
 

@@ -225,6 +225,39 @@ def test_the_directory_import_pages_and_the_window_refresh_finds_new_store_membe
         assert [m.customer_code for m in directory.candidates_by_email(s, CONTRACT, "NEW@example.com")] == ["S-new"]
 
 
+def test_the_window_refresh_reads_a_few_pages_a_call_and_misses_no_member_changed_between_calls(
+        services, smaregi_em, monkeypatch):
+    from app.sync import directory
+
+    em, _ = smaregi_em
+    client = services.smaregi.contract(CONTRACT)
+    assert directory.import_pages(services.db, client)  # no members yet
+    monkeypatch.setattr(directory, "PAGE_SIZE", 2)
+    clock = [time.time()]
+    monkeypatch.setattr(em, "clock", lambda: clock[0])
+    members = []
+    for i in range(9):
+        clock[0] += 20  # further apart than the re-read overlap; and Smaregi's clock runs ahead of ours
+        members.append(em.add_member(CONTRACT, customerCode=f"S-{i}", lastName="a", firstName="b",
+                                     mailAddress=f"m{i}@example.com")["customerId"])
+    assert directory.refresh_window(services.db, client, max_pages=2) == 4  # bounded: it sits in the worker's loop
+
+    def known(email):
+        with services.db.transaction() as s:
+            return [m.customer_code for m in directory.candidates_by_email(s, CONTRACT, email)]
+
+    assert known("m2@example.com") == ["S-2"] and known("m3@example.com") == []  # each page starts at the last stamp
+    clock[0] += 20
+    em.edit_member(CONTRACT, members[0], mailAddress="moved@example.com")  # now the newest change
+    while directory.refresh_window(services.db, client, max_pages=2) >= 4:
+        pass
+    assert all(known(f"m{i}@example.com") == [f"S-{i}"] for i in range(1, 9))
+    assert known("moved@example.com") == ["S-0"] and known("m0@example.com") == []
+    requests = em.stats["requests"]
+    directory.refresh_window(services.db, client)
+    assert em.stats["requests"] - requests == 1  # caught up: one short page
+
+
 def test_email_matching_waits_for_the_first_import(services, smaregi_em):
     em, _ = smaregi_em
     em.add_member(CONTRACT, customerCode="S-1", lastName="佐藤", firstName="花子", mailAddress="taro@example.com")

@@ -343,7 +343,7 @@ def test_a_webhook_secret_that_cannot_be_a_header_value_stops_start_up():
     assert load_config(DEV_ENV).smaregi_webhook_secret is None
 
 
-def test_a_bulk_update_is_read_through_the_update_window_and_a_register_edit_goes_first(
+def test_a_bulk_update_is_read_by_id_range_and_a_register_edit_goes_first(
         services, client, taro, smaregi_em):
     em, _ = smaregi_em
     bulk = [em.add_member(CONTRACT, customerCode=f"B-{n}", lastName="a", firstName="b", rank="silver")["customerId"]
@@ -361,10 +361,41 @@ def test_a_bulk_update_is_read_through_the_update_window_and_a_register_edit_goe
         assert s.scalar(select(SmaregiEvent.processed_at).where(SmaregiEvent.action == "bulk-update")) is None
     assert smaregi_events.drain(services, "w") == 1
     assert em.stats["requests"] - before < 5  # not forty reads
-    send(client, edited(*bulk, action="bulk-update"))  # the next bulk event: one window read again
+    send(client, edited(*bulk, action="bulk-update"))  # the next bulk event: one range read again
     before = em.stats["requests"]
     smaregi_events.drain(services, "w")
     assert em.stats["requests"] - before == 1
     with services.db.transaction() as s:
         ranks = s.scalars(select(DirectoryMember.rank).where(DirectoryMember.smaregi_customer_id.in_(bulk))).all()
     assert len(ranks) == 40 and set(ranks) == {"silver"}
+
+
+def test_the_stand_ins_bulk_jobs_send_bulk_events_and_the_directory_takes_them(services, taro, smaregi_em):
+    em, _ = smaregi_em
+    app = create_app(services=services)
+    smaregi = services.smaregi.contract(CONTRACT)
+    with serving(app) as app_url:
+        em.webhooks.configure(f"{app_url}/smaregi/webhooks", SECRET)
+        client = app.test_client()
+        assert balance(client, services).json["member"]["rank"] == "gold"
+        callback = f"{app_url}/smaregi/bulk-callback/not-ours"
+        smaregi.bulk_create_customers([{"customerCode": f"N-{n}", "lastName": "a", "firstName": "b",
+                                        "mailAddress": f"new{n}@example.com"} for n in range(30)], callback)
+        smaregi.bulk_update_customers([{"customerId": taro["customerId"], "rank": "platinum"}], callback)
+        deadline = time.monotonic() + 10
+        while len(em.webhooks.target.sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = {s["body"]["action"]: s for s in em.webhooks.target.sent}
+        assert set(sent) == {"bulk-created", "bulk-update"} and {s["status"] for s in sent.values()} == {200}
+        assert len(sent["bulk-created"]["body"]["customerIds"]) == 30
+        worker = Worker(services, "w")
+        while worker.drain():
+            pass
+        shown = balance(client, services).json["member"]["rank"]
+    assert shown == "platinum"  # the snapshot was dropped: the shopper sees the bulk edit
+    with services.db.transaction() as s:
+        assert s.scalar(select(DirectoryMember.rank).where(
+            DirectoryMember.smaregi_customer_id == taro["customerId"])) == "platinum"
+        assert [m.customer_code for m in directory.candidates_by_email(s, CONTRACT, "NEW7@example.com")] == ["N-7"]
+        assert s.scalar(select(func.count()).select_from(SmaregiEvent).where(
+            SmaregiEvent.processed_at.is_(None))) == 0

@@ -18,7 +18,8 @@ guesses. One server answers both hosts: `/app/{contract}/token` (IdP) and `/{con
   once (client, redirect URI and verifier must match), `/userinfo` names the contract. The shape of
   user info beyond `sub` / `contract.id` / `contract.is_owner` is inferred.
 - webhooks out (smaregi_webhooks.py): `pos:customers` when a member is created, edited or deleted
-  and `pos:transactions` when points change, through the API or the dev controls below.
+  (`bulk-update` / `bulk-created` with the ids a bulk job changed) and `pos:transactions` when
+  points change, through the API or the dev controls below.
 - asynchronous bulk create/update (`POST`/`PATCH /customers/bulk`, ≤ 100 members): answers a
   request id at once, applies the members a moment later and posts `{"requestId", "result"}` to
   the `callbackUrl` (the per-member result entries are our guess; reference §7.1 could not read
@@ -44,6 +45,11 @@ from urllib.parse import urlencode
 from flask import Flask, jsonify, redirect, request
 
 from .smaregi_webhooks import WebhookSender
+
+# The `pos:customers` action after a bulk job: reference §7.1 lists `bulk-update`; it names no
+# action for a bulk create, so `bulk-created` is our guess (the app treats every action alike).
+BULK_UPDATED = "bulk-update"
+BULK_CREATED = "bulk-created"
 
 JST = timezone(timedelta(hours=9))
 READ_SCOPE, WRITE_SCOPE = "pos.customers:read", "pos.customers:write"
@@ -290,6 +296,8 @@ class SmaregiEmulator:
             if fault == "failed":
                 result = [{"customerId": i.get("customerId"), "customerCode": i.get("customerCode"),
                            "status": "error", "message": "一括処理に失敗しました"} for i in items]
+        changed = [r["customerId"] for r in result if r["status"] == "success"]
+        self.webhooks.emit(c.contract_id, "pos:customers", BULK_CREATED if creating else BULK_UPDATED, changed)
         if fault == "lost_callback":
             return
         try:
@@ -506,6 +514,14 @@ class SmaregiEmulator:
             moment = datetime.fromisoformat(stamp)
             return (start is None or moment >= start) and (end is None or moment <= end)
 
+        def id_range() -> tuple[int | None, int | None]:
+            try:
+                low, high = (int(request.args[k]) if k in request.args else None
+                             for k in ("customer_id-from", "customer_id-to"))
+            except ValueError:
+                raise Problem(400, "Bad Request", "[customer_id-from] 数値で指定してください") from None
+            return low, high
+
         def sort_rows(rows: list[dict[str, Any]], default: str) -> list[dict[str, Any]]:
             spec = request.args.get("sort", default)
             for part in reversed(spec.split(",")):
@@ -519,8 +535,13 @@ class SmaregiEmulator:
             c = guard(contract_id, READ_SCOPE, "read")
             limit, page = paging()
             start, end = window(required=False)
+            low, high = id_range()
             with em.lock:
-                rows = list(c.customers.values())
+                if low is not None and high is not None and high - low <= 1000:  # look up, not a scan of 50,000
+                    rows = [c.customers[str(i)] for i in range(low, high + 1) if str(i) in c.customers]
+                else:
+                    rows = [r for r in c.customers.values() if (low is None or int(r["customerId"]) >= low)
+                            and (high is None or int(r["customerId"]) <= high)]
                 if "customer_code" in request.args:  # the code index, not a scan of every member
                     owner = c.codes.get(request.args["customer_code"])
                     rows = [c.customers[owner]] if owner in c.customers else []

@@ -168,13 +168,19 @@ class SmaregiClient:
         return rows[0] if rows else None
 
     def list_customers(self, *, page: int = 1, limit: int = 1000, updated_from: datetime | None = None,
-                       updated_to: datetime | None = None, deadline: float | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"page": page, "limit": limit, "sort": "customerId"}
+                       updated_to: datetime | None = None, id_from: str | None = None, id_to: str | None = None,
+                       sort: str = "customerId", deadline: float | None = None,
+                       background: bool = False) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"page": page, "limit": limit, "sort": sort}
         if updated_from is not None:
             params["upd_date_time-from"] = smaregi_time(updated_from)
         if updated_to is not None:
             params["upd_date_time-to"] = smaregi_time(updated_to)
-        return self._request("GET", "/customers", params=params, deadline=deadline)
+        if id_from is not None:
+            params["customer_id-from"] = id_from
+        if id_to is not None:
+            params["customer_id-to"] = id_to
+        return self._request("GET", "/customers", params=params, deadline=deadline, background=background)
 
     def get_customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any]:
         return self._request("GET", f"/customers/{customer_id}", deadline=deadline)
@@ -187,17 +193,17 @@ class SmaregiClient:
         return self._request("PATCH", f"/customers/{customer_id}", json=_to_wire(fields), deadline=deadline)
 
     def bulk_create_customers(self, members: list[dict[str, Any]], callback_url: str, *,
-                              deadline: float | None = None) -> str | None:
+                              deadline: float | None = None, background: bool = False) -> str | None:
         """Asynchronous create of ≤ 100 members; Smaregi posts the outcome to `callback_url`.
         Returns Smaregi's request id when it gives one (the answer's shape is inferred)."""
         return _request_id(self._request("POST", "/customers/bulk", json=_bulk_body(members, callback_url),
-                                         deadline=deadline))
+                                         deadline=deadline, background=background))
 
     def bulk_update_customers(self, members: list[dict[str, Any]], callback_url: str, *,
-                              deadline: float | None = None) -> str | None:
+                              deadline: float | None = None, background: bool = False) -> str | None:
         """Asynchronous partial update of ≤ 100 members, each carrying its `customerId`."""
         return _request_id(self._request("PATCH", "/customers/bulk", json=_bulk_body(members, callback_url),
-                                         deadline=deadline))
+                                         deadline=deadline, background=background))
 
     def required_columns(self, *, deadline: float | None = None) -> dict[str, bool]:
         rows = self._request("GET", "/customer_required_column_setting", deadline=deadline)

@@ -9,10 +9,12 @@ An import moves through three phases, each resumable from what the database hold
    owns it. `lines_read` moves in the same transaction as the rows, so a crash re-reads nothing;
 3. match — the same rules as live sync. What needs no judgement goes to Smaregi in bulk: a new
    customer (no member with their code, no store member with their e-mail) is bulk-created, a
-   customer whose numeric id already is a member's code is bulk-updated. Everything else (a stored
-   link, a store member with the same e-mail, a bulk result we could not confirm) is synced one by
-   one by the worker's own `process`, i.e. by app/sync/matching.py, so e-mail linking and held
-   conflicts follow exactly the live rules.
+   customer whose numeric id already is a member's code is bulk-updated, and a customer whose
+   verified e-mail is that of exactly one store member nobody else links or wants is linked by a
+   bulk update that gives the store member our code (the directory is checked again just before
+   sending). Everything else (a stored link, an unverified or shared e-mail, a bulk result we could
+   not confirm) is synced one by one by the worker's own `process`, i.e. by app/sync/matching.py,
+   so held customers and conflicts follow exactly the live rules.
 
 Smaregi's bulk requests are asynchronous. A batch is written before it is sent; its callback URL
 carries a random token. Smaregi does not sign callbacks, so a callback only says "look now": we
@@ -60,7 +62,7 @@ from ..smaregi.client import BULK_MAX
 from ..smaregi.errors import ContractPaused, SmaregiRateLimited, SmaregiServerError, SmaregiTimeout, SmaregiUnreachable
 from . import directory, reasons, scheduler
 from .intake import NOTIFY_CHANNEL, MalformedPayload, parse_time
-from .mapping import customer_state, fingerprint, normalize_email, smaregi_fields
+from .mapping import customer_state, email_verified, fingerprint, normalize_email, smaregi_fields
 from .matching import Job, _update_fields
 from .queue import LEASE_S as LINK_LEASE_S
 
@@ -72,9 +74,11 @@ CALLBACK_WAIT_S = 20.0  # a callback later than this is presumed lost: re-read a
 CLOCK_SKEW_S = 10  # between our clock and Smaregi's updDateTime
 READ_CHUNK = 500  # lines staged per step (one transaction)
 CLASSIFY_CHUNK = 500  # customers matched against the directory per step
+CLASSIFY_AHEAD = 4 * BULK_MAX  # match more once fewer customers than this wait for a bulk request
 SINGLES_PER_STEP = 2
 LIST_PAGE = 1000
 STEP_BUDGET_S = 20.0
+SEND_BURST_S = 1.0  # bulk requests are sent for this long per step (≈ 3 at the background write share)
 DIRECTORY_MAX_AGE = timedelta(seconds=60)
 
 
@@ -97,6 +101,7 @@ class Outcome(StrEnum):
     NEW = "new"  # read, not matched yet
     TO_CREATE = "to_create"  # waiting for a bulk create
     TO_UPDATE = "to_update"  # waiting for a bulk update (their id is a member's code)
+    TO_LINK = "to_link"  # waiting for a bulk update that links the store member with their verified e-mail
     BULK = "bulk"  # in a bulk request whose result we have not confirmed
     SINGLE = "single"  # to be synced one by one (the live rules)
     LINKED = "linked"
@@ -105,9 +110,10 @@ class Outcome(StrEnum):
     FAILED = "failed"
 
 
+BULK_KINDS = {Outcome.TO_CREATE: "create", Outcome.TO_UPDATE: "update", Outcome.TO_LINK: "link"}
 ACTIVE = (ImportState.QUEUED.value, ImportState.RUNNING.value)
-UNFINISHED = (Outcome.NEW.value, Outcome.TO_CREATE.value, Outcome.TO_UPDATE.value, Outcome.BULK.value,
-              Outcome.SINGLE.value)
+UNFINISHED = (Outcome.NEW.value, Outcome.TO_CREATE.value, Outcome.TO_UPDATE.value, Outcome.TO_LINK.value,
+              Outcome.BULK.value, Outcome.SINGLE.value)
 COUNTED = ("linked", "created", "held", "failed")
 # Any other link state is held for the merchant.
 LIVE_STATES = (LinkState.PENDING, LinkState.SYNCED, LinkState.FAILED, LinkState.PAUSED)
@@ -398,9 +404,20 @@ class Importer:
             scheduler.schedule_now(self.s, "member_directory")
             return False
         deadline = time.monotonic() + STEP_BUDGET_S
-        return (self._resolve(claimed, client, deadline) or self._send(claimed, settings, client, deadline)
-                or self._classify(claimed, settings, client, deadline) or self._singles(claimed)
-                or self._finish_if_done(claimed))
+        progressed = self._resolve(claimed, client, deadline)
+        # Several bulk requests a step keep MAX_IN_FLIGHT busy (each result comes back while the
+        # next step runs); the burst is short, so a live webhook still waits about a second at most.
+        burst_end = time.monotonic() + SEND_BURST_S
+        while time.monotonic() < burst_end and self._send(claimed, settings, client, deadline):
+            progressed = True
+        if self._waiting_for_bulk(claimed) < CLASSIFY_AHEAD:  # results keep coming: match more meanwhile
+            progressed = self._classify(claimed, settings, client, deadline) or progressed
+        return progressed or self._singles(claimed) or self._finish_if_done(claimed)
+
+    def _waiting_for_bulk(self, claimed: _Claimed) -> int:
+        with self.s.db.transaction() as session:
+            return session.scalar(select(func.count()).where(
+                ImportCustomer.import_id == claimed.id, ImportCustomer.outcome.in_([o.value for o in BULK_KINDS])))
 
     def _classify(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
         """Decide, from our own tables only, which customers can go in bulk. The directory is brought
@@ -426,18 +443,31 @@ class Importer:
                       for link_id, link in links.items() if link.desired is not None}
             store_members = directory.candidates_by_emails(session, contract_id,
                                                            [f.get("mailAddress") for f in fields.values()])
+            sole = {} if settings.keep_store_member_codes else _sole_store_members(
+                session, claimed, store_members,
+                [normalize_email(fields[link.id].get("mailAddress")) for link in links.values()
+                 if link.id in fields and email_verified(link.desired)])
             now = utcnow()
-            decided: dict[Outcome, list[int]] = {}
+            changes = []
             for cid, link_id in rows:
                 link = links.get(link_id)
                 email = normalize_email(fields[link_id].get("mailAddress")) if link_id in fields else None
                 outcome = _classify_one(link, fields.get(link_id), str(cid) in coded,
                                         bool(store_members.get(email)), now)
-                decided.setdefault(outcome, []).append(cid)
-            for outcome, cids in decided.items():
-                session.execute(update(ImportCustomer).where(
-                    ImportCustomer.import_id == claimed.id, ImportCustomer.shopify_customer_id.in_(cids))
-                    .values(outcome=outcome.value).execution_options(synchronize_session=False))
+                target = sole.get(email) if link is not None and email_verified(link.desired) else None
+                if outcome == Outcome.SINGLE and target is not None and not link.smaregi_customer_id and \
+                        link.next_attempt_at is None and not (link.leased_until and link.leased_until > now):
+                    outcome = Outcome.TO_LINK  # the live rules' verdict, linked in bulk
+                else:
+                    target = None
+                changes.append({"b_cid": cid, "b_outcome": outcome.value,
+                                "b_sid": target.smaregi_customer_id if target else None,
+                                "b_code": target.customer_code if target else None})
+            table = ImportCustomer.__table__
+            session.connection().execute(table.update().where(
+                table.c.import_id == claimed.id, table.c.shopify_customer_id == bindparam("b_cid")).values(
+                outcome=bindparam("b_outcome"), store_member_id=bindparam("b_sid"),
+                store_code=bindparam("b_code")), changes)
         return True
 
     def _send(self, claimed: _Claimed, settings, client, deadline: float) -> bool:
@@ -449,8 +479,9 @@ class Importer:
                 return False
             matching_left = session.scalar(select(func.count()).where(
                 ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == Outcome.NEW.value))
-            for outcome, kind in ((Outcome.TO_CREATE, "create"), (Outcome.TO_UPDATE, "update")):  # noqa: B007
-                rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id).where(
+            for outcome, kind in BULK_KINDS.items():  # noqa: B007
+                rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id,
+                                              ImportCustomer.store_member_id, ImportCustomer.store_code).where(
                     ImportCustomer.import_id == claimed.id, ImportCustomer.outcome == outcome.value)
                     .order_by(ImportCustomer.line).limit(BULK_MAX)).all()
                 if rows and (len(rows) == BULK_MAX or not matching_left):
@@ -458,17 +489,19 @@ class Importer:
             else:
                 return False
             links = {link.id: link for link in session.scalars(select(MemberLink).where(
-                MemberLink.id.in_([link_id for _, link_id in rows])))}
+                MemberLink.id.in_([row.link_id for row in rows])))}
             coded = dict(session.execute(select(DirectoryMember.customer_code, DirectoryMember.smaregi_customer_id)
                                          .where(DirectoryMember.contract_id == client.contract_id,
-                                                DirectoryMember.customer_code.in_([str(c) for c, _ in rows]))).all())
+                                                DirectoryMember.customer_code.in_(
+                                                    [str(row.shopify_customer_id) for row in rows]))).all())
+            store = _still_linkable(session, claimed, client.contract_id, rows) if kind == "link" else {}
             token = secrets.token_urlsafe(32)
             batch = ImportBatch(import_id=claimed.id, kind=kind, token_hash=_token_hash(token), state="sent",
                                 sent_at=utcnow())
             session.add(batch)
             session.flush()
             members, changes = [], []
-            for cid, link_id in rows:
+            for cid, link_id, store_member_id, _ in rows:
                 link = links.get(link_id)
                 code = str(cid)
                 change = {"b_cid": cid, "b_outcome": Outcome.BULK.value, "b_batch": batch.id, "b_dh": None,
@@ -478,14 +511,21 @@ class Importer:
                     change.update(b_outcome=Outcome.FAILED.value, b_batch=None)
                     continue
                 if link.next_attempt_at is not None or link.smaregi_customer_id or (
-                        kind == "update" and code not in coded):
-                    # a webhook came meanwhile: the live rules take it
+                        kind == "update" and code not in coded) or (
+                        kind == "link" and (code in coded or store_member_id not in store
+                                            or not email_verified(link.desired))):
+                    # a webhook came meanwhile, or the store member changed: the live rules take it
                     change.update(b_outcome=Outcome.SINGLE.value, b_batch=None)
                     continue
                 fields = smaregi_fields(link.desired, settings.blank_name_placeholder)
                 change.update(b_dh=link.desired_hash, b_sh=fingerprint(fields))
-                members.append({"customerCode": code, **fields} if kind == "create"
-                               else {"customerId": coded[code], **_update_fields(fields, link.desired)})
+                if kind == "create":
+                    members.append({"customerCode": code, **fields})
+                elif kind == "update":
+                    members.append({"customerId": coded[code], **_update_fields(fields, link.desired)})
+                else:  # the store member takes our code, as live linking by e-mail does
+                    members.append({"customerId": store_member_id, **_update_fields(fields, link.desired),
+                                    "customerCode": code})
             _update_rows(session, claimed.id, changes)
             batch_id = batch.id
             if not members:
@@ -494,9 +534,9 @@ class Importer:
         url = callback_url(self.s.config.shopify_app_url, token)
         send = client.bulk_create_customers if kind == "create" else client.bulk_update_customers
         try:
-            request_id = send(members, url, deadline=deadline)
+            request_id = send(members, url, deadline=deadline, background=True)  # live syncs go first
         except (ContractPaused, SmaregiRateLimited, SmaregiUnreachable):
-            self._unsend(batch_id, Outcome.TO_CREATE if kind == "create" else Outcome.TO_UPDATE)
+            self._unsend(batch_id, next(o for o, k in BULK_KINDS.items() if k == kind))
             raise
         except (SmaregiTimeout, SmaregiServerError):
             # Smaregi may have taken it: the re-read after CALLBACK_WAIT_S tells.
@@ -535,7 +575,7 @@ class Importer:
             kinds = {b.id: (b.kind, b.sent_at) for b in batches}
             rows = session.execute(select(ImportCustomer.shopify_customer_id, ImportCustomer.link_id,
                                           ImportCustomer.batch_id, ImportCustomer.desired_hash,
-                                          ImportCustomer.sent_hash)
+                                          ImportCustomer.sent_hash, ImportCustomer.store_code)
                                    .where(ImportCustomer.batch_id.in_(list(kinds)),
                                           ImportCustomer.outcome == Outcome.BULK.value)).all()
         wanted = {str(row.shopify_customer_id) for row in rows}
@@ -544,8 +584,11 @@ class Importer:
         while True:  # the re-read: every member Smaregi changed since the oldest of these was sent
             members = client.list_customers(page=page, limit=LIST_PAGE, updated_from=since,
                                             updated_to=utcnow() + timedelta(seconds=CLOCK_SKEW_S),
-                                            deadline=deadline)
-            found.update((m["customerCode"], m) for m in members if m.get("customerCode") in wanted)
+                                            deadline=deadline, background=True)
+            ours = [m for m in members if m.get("customerCode") in wanted]
+            with self.s.db.transaction() as session:  # fresh reads: e-mail and code matching see them at once
+                directory.remember_many(session, client.contract_id, ours)
+            found.update((m["customerCode"], m) for m in ours)
             if len(members) < LIST_PAGE:
                 break
             page += 1
@@ -560,8 +603,10 @@ class Importer:
                 changes.append({"b_cid": row.shopify_customer_id, "b_outcome": Outcome.SINGLE.value,
                                 "b_batch": row.batch_id, "b_dh": row.desired_hash, "b_sh": row.sent_hash})
                 continue
+            replaced = row.store_code if kind == "link" and row.store_code != member["customerCode"] else None
             records.append({"b_link": row.link_id, "b_sid": str(member["customerId"]),
-                            "b_code": member["customerCode"], "b_dh": row.desired_hash, "b_sh": row.sent_hash})
+                            "b_code": member["customerCode"], "b_dh": row.desired_hash, "b_sh": row.sent_hash,
+                            "b_store": replaced})
             changes.append({"b_cid": row.shopify_customer_id, "b_batch": row.batch_id, "b_dh": row.desired_hash,
                             "b_sh": row.sent_hash,
                             "b_outcome": (Outcome.CREATED if kind == "create" else Outcome.LINKED).value})
@@ -727,6 +772,44 @@ def _classify_one(link: MemberLink | None, fields: dict[str, str] | None, code_t
     return Outcome.TO_CREATE
 
 
+def _sole_store_members(session: Session, claimed: _Claimed, store_members: dict[str, list[DirectoryMember]],
+                        verified_emails: list[str | None]) -> dict[str, DirectoryMember]:
+    """The store member each verified e-mail links to without judgement, as live matching would:
+    exactly one with that e-mail, linked to no other customer, and wanted by no other customer
+    of this import (any doubt goes one by one, where the live rules decide)."""
+    wanted: dict[str, int] = {}
+    for email in verified_emails:
+        if email is not None:
+            wanted[email] = wanted.get(email, 0) + 1
+    sole = {email: members[0] for email, members in store_members.items()
+            if len(members) == 1 and wanted.get(email) == 1}
+    ids = [m.smaregi_customer_id for m in sole.values()]
+    if not ids:
+        return {}
+    taken = set(session.scalars(select(MemberLink.smaregi_customer_id).where(
+        MemberLink.shop_id == claimed.shop_id, MemberLink.smaregi_customer_id.in_(ids))))
+    taken |= set(session.scalars(select(ImportCustomer.store_member_id).where(
+        ImportCustomer.import_id == claimed.id, ImportCustomer.store_member_id.in_(ids))))
+    return {email: m for email, m in sole.items() if m.smaregi_customer_id not in taken}
+
+
+def _still_linkable(session: Session, claimed: _Claimed, contract_id: str, rows) -> set[str]:
+    """Of the store members classified for linking, those the directory still shows with the
+    customer's e-mail, the same code, not withdrawn, and linked to no customer of the shop."""
+    by_id = {row.store_member_id: row for row in rows if row.store_member_id}
+    members = session.scalars(select(DirectoryMember).where(DirectoryMember.contract_id == contract_id,
+                                                            DirectoryMember.smaregi_customer_id.in_(list(by_id))))
+    emails = dict(session.execute(select(MemberLink.id, MemberLink.desired).where(
+        MemberLink.id.in_([row.link_id for row in by_id.values()]))).all())
+    taken = set(session.scalars(select(MemberLink.smaregi_customer_id).where(
+        MemberLink.shop_id == claimed.shop_id, MemberLink.smaregi_customer_id.in_(list(by_id)))))
+    return {m.smaregi_customer_id for m in members
+            if m.status not in directory.WITHDRAWN and m.smaregi_customer_id not in taken
+            and m.customer_code == by_id[m.smaregi_customer_id].store_code
+            and m.email_normalized == normalize_email((emails.get(by_id[m.smaregi_customer_id].link_id) or {})
+                                                      .get("email"))}
+
+
 def _record_statement():
     """A bulk write we confirmed by reading it back. If the customer changed since we sent it, the
     link becomes due: the live sync then writes the newer state over ours (which Smaregi may have
@@ -737,6 +820,8 @@ def _record_statement():
     return links.update().where(
         links.c.id == bindparam("b_link"), or_(links.c.leased_until.is_(None), links.c.leased_until < now)).values(
         smaregi_customer_id=bindparam("b_sid"), member_code=bindparam("b_code"), synced_hash=bindparam("b_sh"),
+        store_member_code=func.coalesce(bindparam("b_store", type_=links.c.store_member_code.type),
+                                        links.c.store_member_code),
         attempts=0, last_error=None, conflict_candidates=None, synced_at=now, updated_at=now,
         state=case((current, case((links.c.state == LinkState.PENDING, LinkState.SYNCED.value), else_=links.c.state)),
                    else_=LinkState.PENDING.value),
@@ -756,7 +841,7 @@ def _close(session: Session, imp: CustomerImport, state: ImportState, reason: st
     made_here = select(ImportCustomer.link_id).where(
         ImportCustomer.import_id == imp.id, ImportCustomer.created_link.is_(True),
         ImportCustomer.outcome.in_((Outcome.NEW.value, Outcome.TO_CREATE.value, Outcome.TO_UPDATE.value,
-                                    Outcome.SINGLE.value)))
+                                    Outcome.TO_LINK.value, Outcome.SINGLE.value)))
     session.execute(delete(MemberLink).where(MemberLink.id.in_(made_here), MemberLink.smaregi_customer_id.is_(None),
                                              not_due).execution_options(synchronize_session=False))
     session.execute(update(MemberLink).where(MemberLink.id.in_(unfinished), not_due)

@@ -23,8 +23,10 @@ from .mapping import normalize_email
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
+REFRESH_PAGES = 3  # per call of the window refresh (≈ 0.3 s of reads at the sandbox limit)
 WINDOW = timedelta(days=31)
 OVERLAP = timedelta(minutes=5)  # Smaregi's updDateTime and our clock may disagree a little
+SETTLE = timedelta(seconds=15)  # a change Smaregi stamped just before the cursor may commit after our read
 WITHDRAWN = {"3", "4"}  # 退会, 名寄せ: not someone to link a new customer to
 
 
@@ -114,8 +116,9 @@ def import_pages(db: Database, client: SmaregiClient, max_pages: int | None = No
             done = len(rows) < PAGE_SIZE
             if done:
                 # Anything changed while we paged is picked up by the window refresh from here.
+                # Our clock starts the cursor; from here on it is Smaregi's (refresh_window).
                 values.update(directory_import_completed_at=utcnow(),
-                              directory_fresh_until=_import_start(session, contract_id) or started_at)
+                              directory_fresh_until=(_import_start(session, contract_id) or started_at) - OVERLAP)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id).values(**values))
         log.info("directory.import_page", extra={"contract_id": contract_id, "page": page, "rows": len(rows)})
         if done:
@@ -130,36 +133,49 @@ def _import_start(session: Session, contract_id: str) -> datetime | None:
                           .where(SmaregiContract.contract_id == contract_id))
 
 
-def refresh_window(db: Database, client: SmaregiClient, *, max_age: timedelta = timedelta(0),
-                   deadline: float | None = None) -> int:
-    """Fetch members updated since the last refresh (windows of ≤31 days). Returns rows seen.
-    With `max_age`, does nothing if the index is at most that old."""
+def refresh_window(db: Database, client: SmaregiClient, *, max_pages: int = REFRESH_PAGES,
+                   max_age: timedelta = timedelta(0), deadline: float | None = None) -> int:
+    """Read members changed since the cursor, oldest change first, at most `max_pages` pages a call
+    (it runs in the worker's loop, in front of live syncs). Returns rows seen; a call that saw
+    `max_pages` full pages has more to read. With `max_age`, does nothing if the cursor is that fresh.
+
+    The cursor is the newest `updDateTime` read, on Smaregi's clock, so ours does not matter. Each
+    page starts at the previous page's newest stamp rather than at a page number: a member changed
+    again while we read moves to the end instead of shifting the pages under us. (More than
+    PAGE_SIZE times `max_pages` changes stamped in one second would hold it in place: several times
+    what a bulk import at 4 writes/s makes.) Our own writes and the import's re-reads are
+    remembered as they happen; this is the backstop for the rest."""
     contract_id = client.contract_id
     with db.transaction() as session:
         row = session.get(SmaregiContract, contract_id)
         if row is None or row.directory_fresh_until is None:
             return 0
-        since = row.directory_fresh_until
-    now = utcnow()
-    if now - since <= max_age:
+        cursor = row.directory_fresh_until
+    if max_age and utcnow() - cursor <= max_age:
         return 0
-    seen = 0
-    start = since - OVERLAP
-    while start < now:
-        end = min(start + WINDOW, now)
-        page = 1
-        while True:
-            rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
-                                         deadline=deadline)
-            with db.transaction() as session:
-                remember_many(session, contract_id, rows)
-            seen += len(rows)
-            if len(rows) < PAGE_SIZE:
-                break
-            page += 1
+    seen, page, start = 0, 1, cursor
+    for _ in range(max_pages):
+        end = min(start + WINDOW, max(utcnow(), start) + OVERLAP)  # Smaregi's clock may be ahead of ours
+        rows = client.list_customers(page=page, limit=PAGE_SIZE, updated_from=start, updated_to=end,
+                                     sort="updDateTime,customerId", deadline=deadline, background=True)
+        stamps = [stamp for stamp in (_parse(m.get("updDateTime")) for m in rows) if stamp is not None]
+        seen += len(rows)
+        full = len(rows) == PAGE_SIZE
+        if full and stamps and min(stamps) == max(stamps):
+            page += 1  # a whole page changed in one second: the next page of that second
+        elif full and stamps:
+            start, page = max(stamps), 1
+        if full:  # every change before the page's newest stamp is read; the next page starts there
+            cursor = max([cursor, *stamps])
+        else:  # caught up: the next call re-reads the last SETTLE of changes (only a clock far off
+            # could still add one before `end - OVERLAP`). Full pages always move the cursor, so a
+            # busy import (many pages inside SETTLE) cannot hold the refresh in place.
+            cursor = max([cursor, *(stamp - SETTLE for stamp in stamps), min(end, utcnow()) - OVERLAP])
         with db.transaction() as session:
+            remember_many(session, contract_id, rows)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
-                            .values(directory_fresh_until=end))
-        start = end
+                            .values(directory_fresh_until=cursor))
+        if not full:
+            break
     log.info("directory.refreshed", extra={"contract_id": contract_id, "rows": seen})
     return seen

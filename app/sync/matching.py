@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,8 +28,6 @@ from . import directory
 from .mapping import email_verified, fingerprint, normalize_email, smaregi_fields
 
 log = logging.getLogger(__name__)
-
-DIRECTORY_MAX_AGE_S = 60  # before creating, catch store members registered in the last minute
 
 
 @dataclass(frozen=True)
@@ -124,10 +121,10 @@ def _store_member_by_email(db: Database, client: SmaregiClient, job: Job,
     email = normalize_email(job.desired.get("email"))
     if email is None:
         return None
+    # No window refresh here: the directory is kept current by Smaregi's webhooks, our own writes
+    # and the periodic refresh (scheduler), and the one candidate is read from Smaregi below.
     with db.transaction() as session:
         directory.require_ready(session, client.contract_id)
-    directory.refresh_window(db, client, max_age=timedelta(seconds=DIRECTORY_MAX_AGE_S),
-                             deadline=deadline)
     for _ in range(3):  # the index may be stale: verify the one candidate against Smaregi
         with db.transaction() as session:
             rows = directory.candidates_by_email(session, client.contract_id, email)

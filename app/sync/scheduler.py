@@ -21,7 +21,10 @@ from . import directory
 log = logging.getLogger(__name__)
 
 JOB_LEASE_S = 300
-DIRECTORY_EVERY_S = 300
+# Live e-mail matching no longer refreshes the directory first (it sat in front of every webhook),
+# so this backstop for missed register events runs often; each run reads a few pages at most.
+DIRECTORY_EVERY_S = 30
+DIRECTORY_CATCH_UP_S = 5
 IMPORT_PAGES_PER_RUN = 20
 AUDIT_CHECK_EVERY_S = 600  # how often the job looks for due audits (each shop's is daily)
 
@@ -40,8 +43,9 @@ def refresh_directories(services: Services) -> float:
             if not directory.import_pages(services.db, client, max_pages=IMPORT_PAGES_PER_RUN,
                                           deadline=time.monotonic() + 120):
                 again = 1  # keep going soon: new customers with an e-mail wait for it
-            else:
-                directory.refresh_window(services.db, client, deadline=time.monotonic() + 120)
+            elif directory.refresh_window(services.db, client, deadline=time.monotonic() + 120) >= \
+                    directory.REFRESH_PAGES * directory.PAGE_SIZE:
+                again = min(again, DIRECTORY_CATCH_UP_S)
         except Exception as exc:
             log.warning("directory.failed", extra={"contract_id": contract_id, "error": type(exc).__name__})
             again = min(again, 60)

@@ -22,10 +22,10 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..config import Config
@@ -47,7 +47,7 @@ LEASE_S = 300
 MAX_ATTEMPTS = 5
 READ_BUDGET_S = 10.0
 READ_SHARE = 0.5  # of the contract's reads per second: the rest stays free for shoppers' balances
-BULK_IDS = 20  # more members than this in one event: one update-window read instead of one read each
+BULK_IDS = 20  # more members than this in one event: read by id range instead of one read each
 KEEP_EVENTS = timedelta(days=7)  # dedupe records: Smaregi does not retry, duplicates come close together
 
 
@@ -146,12 +146,16 @@ def drain(services: Services, owner: str, limit: int = 5) -> int:
     """Claim due events and act on them. Returns how many were claimed."""
     now = utcnow()
     with services.db.transaction() as session:
-        ids = session.scalars(select(SmaregiEvent.id).where(
+        bulk = SmaregiEvent.action.like("bulk%")
+        claimed = session.execute(select(SmaregiEvent.id, bulk).where(
             SmaregiEvent.processed_at.is_(None), SmaregiEvent.next_attempt_at <= now,
             or_(SmaregiEvent.leased_until.is_(None), SmaregiEvent.leased_until < now))
-            # A member edited at the register goes before bulk jobs (an import sends thousands).
-            .order_by(SmaregiEvent.action.like("bulk%"), SmaregiEvent.id).limit(limit)
+            # A member edited at the register goes before bulk jobs (an import sends hundreds), and
+            # one bulk job a call, so a live customer sync waits for at most one.
+            .order_by(bulk, SmaregiEvent.id).limit(limit)
             .with_for_update(skip_locked=True)).all()
+        singles = [event_id for event_id, is_bulk in claimed if not is_bulk]
+        ids = singles or [event_id for event_id, _ in claimed[:1]]
         if not ids:
             return 0
         session.execute(update(SmaregiEvent).where(SmaregiEvent.id.in_(ids))
@@ -168,7 +172,7 @@ def _run(services: Services, event: SmaregiEvent, owner: str) -> None:
     started = time.monotonic()
     try:
         if event.event == "pos:customers":
-            refresh_members(services, event.contract_id, event.ids, event.action, event.received_at)
+            refresh_members(services, event.contract_id, event.ids)
         else:
             forget_balances_of_transactions(services, event.contract_id, event.ids)
     except Exception as exc:
@@ -195,13 +199,15 @@ def _pace(services: Services) -> float:
     return 1.0 / max(1.0, services.config.smaregi_reads_per_s * READ_SHARE)
 
 
-def refresh_members(services: Services, contract_id: str, customer_ids: list[str], action: str = "edited",
-                    received_at: datetime | None = None) -> None:
+def refresh_members(services: Services, contract_id: str, customer_ids: list[str]) -> None:
+    """Read the members again (the event is only a hint) and let the directory and links take them."""
     client = services.smaregi.contract(contract_id)
-    if len(customer_ids) > BULK_IDS and "delete" not in action:
-        _refresh_many(services, client, customer_ids, received_at or utcnow())
-        return
-    for n, customer_id in enumerate(customer_ids):
+    found = _read_by_id_range(client, customer_ids) if len(customer_ids) > BULK_IDS else {}
+    with services.db.transaction() as session:
+        directory.remember_many(session, contract_id, list(found.values()))
+        mark_members(session, services.config, contract_id,
+                     {customer_id: _state_of(member) for customer_id, member in found.items()}, code_is_current=True)
+    for n, customer_id in enumerate(i for i in customer_ids if i not in found):
         if n:
             time.sleep(_pace(services))
         try:
@@ -211,36 +217,37 @@ def refresh_members(services: Services, contract_id: str, customer_ids: list[str
         with services.db.transaction() as session:
             if member is None:
                 directory.forget(session, contract_id, customer_id)
-                status, code = MemberStatus.DELETED, None
             else:
                 directory.remember(session, contract_id, member)
-                withdrawn = member.get("status") in directory.WITHDRAWN
-                status = MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE
-                code = member.get("customerCode")
-            mark_member(session, services.config, contract_id, customer_id, status, code, code_is_current=True)
+            mark_members(session, services.config, contract_id, {customer_id: _state_of(member)},
+                         code_is_current=True)
 
 
-def _refresh_many(services: Services, client, customer_ids: list[str], received_at: datetime) -> None:
-    """A bulk create/update: the directory's update-window read (1,000 members a call) brings them
-    in, then their links take their state and their snapshots go. One read covers every bulk event
-    received before it started, so an import's many events share it."""
-    from ..models import DirectoryMember, SmaregiContract
+def _state_of(member: dict[str, Any] | None) -> tuple[MemberStatus, str | None]:
+    if member is None:
+        return MemberStatus.DELETED, None
+    withdrawn = member.get("status") in directory.WITHDRAWN
+    return MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, member.get("customerCode")
 
-    with services.db.transaction() as session:
-        fresh_until = session.scalar(select(SmaregiContract.directory_fresh_until)
-                                     .where(SmaregiContract.contract_id == client.contract_id))
-    if fresh_until is None or fresh_until < received_at:
-        directory.refresh_window(services.db, client, deadline=time.monotonic() + READ_BUDGET_S * 6)
-    with services.db.transaction() as session:
-        rows = session.execute(select(DirectoryMember.smaregi_customer_id, DirectoryMember.status,
-                                      DirectoryMember.customer_code).where(
-            DirectoryMember.contract_id == client.contract_id,
-            DirectoryMember.smaregi_customer_id.in_(customer_ids))).all()
-        for row in rows:
-            withdrawn = row.status in directory.WITHDRAWN
-            mark_member(session, services.config, client.contract_id, row.smaregi_customer_id,
-                        MemberStatus.WITHDRAWN if withdrawn else MemberStatus.ACTIVE, row.customer_code,
-                        code_is_current=True)
+
+def _read_by_id_range(client, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """A bulk job's members, up to 1,000 ids a read (`customer_id-from/-to`) instead of a read each.
+    Only a member inside the range asked for counts, and one not found is read on its own, so a
+    filter Smaregi ignored (the parameter is third-party knowledge) costs reads, never a member."""
+    wanted = sorted(set(customer_ids), key=int)
+    found: dict[str, dict[str, Any]] = {}
+    first = 0
+    while first < len(wanted):
+        low = int(wanted[first])
+        last = first
+        while last + 1 < len(wanted) and int(wanted[last + 1]) - low < directory.PAGE_SIZE:
+            last += 1
+        high = int(wanted[last])
+        rows = client.list_customers(limit=directory.PAGE_SIZE, id_from=str(low), id_to=str(high),
+                                     deadline=time.monotonic() + READ_BUDGET_S, background=True)
+        found.update((str(m["customerId"]), m) for m in rows if low <= int(m["customerId"]) <= high)
+        first = last + 1
+    return {cid: found[cid] for cid in wanted if cid in found}
 
 
 def prune(services: Services) -> int:
@@ -251,32 +258,43 @@ def prune(services: Services) -> int:
 
 
 def mark_member(session: Session, config: Config, contract_id: str, smaregi_customer_id: str,
-                status: MemberStatus | None, code: str | None = None, code_is_current: bool = False) -> int:
-    """Links to this member take its state (when given); their customers' snapshots are dropped.
+                status: MemberStatus | None, code: str | None = None, code_is_current: bool = False) -> None:
+    mark_members(session, config, contract_id, {smaregi_customer_id: (status, code)}, code_is_current)
+
+
+def mark_members(session: Session, config: Config, contract_id: str,
+                 marks: dict[str, tuple[MemberStatus | None, str | None]], code_is_current: bool = False) -> None:
+    """Links to these members take their state (when given); their customers' snapshots are dropped.
     A numeric member code is also a Shopify id (our codes are), for a member found by code only.
     `code_is_current`: read from the member itself (not an old transaction), so links adopt it, as
-    the audit's fix does: the register's code is the one its scanner knows."""
+    the audit's fix does: the register's code is the one its scanner knows. A few statements
+    whatever the number of members (a bulk job's event carries a hundred)."""
     shop_ids = shops_on_contract(session, config, contract_id)
-    if not shop_ids:
-        return 0
-    links = session.execute(select(MemberLink.shop_id, MemberLink.shopify_customer_id).where(
-        MemberLink.shop_id.in_(shop_ids), MemberLink.smaregi_customer_id == smaregi_customer_id)).all()
-    if status is not None and links:
-        session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
-                                                 MemberLink.smaregi_customer_id == smaregi_customer_id)
-                        .values(member_status=status.value))
-    if code_is_current and code and links:
-        session.execute(update(MemberLink).where(MemberLink.shop_id.in_(shop_ids),
-                                                 MemberLink.smaregi_customer_id == smaregi_customer_id,
-                                                 MemberLink.member_code.is_distinct_from(code))
-                        .values(member_code=code))
-    customers = {(row.shop_id, row.shopify_customer_id) for row in links}
-    if code and code.isdigit() and len(code) <= 18:
-        customers |= {(shop_id, int(code)) for shop_id in shop_ids}
-    for shop_id, customer_id in customers:
-        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == shop_id,
-                                                      BalanceSnapshot.shopify_customer_id == customer_id))
-    return len(links)
+    if not shop_ids or not marks:
+        return
+    links = session.execute(select(MemberLink.id, MemberLink.shopify_customer_id, MemberLink.smaregi_customer_id)
+                            .where(MemberLink.shop_id.in_(shop_ids),
+                                   MemberLink.smaregi_customer_id.in_(list(marks)))).all()
+    by_status: dict[MemberStatus, list[int]] = {}
+    for row in links:
+        status = marks[row.smaregi_customer_id][0]
+        if status is not None:
+            by_status.setdefault(status, []).append(row.id)
+    for status, link_ids in by_status.items():
+        session.execute(update(MemberLink).where(MemberLink.id.in_(link_ids)).values(member_status=status.value)
+                        .execution_options(synchronize_session=False))
+    recoded = [{"l_id": row.id, "l_code": marks[row.smaregi_customer_id][1]} for row in links
+               if code_is_current and marks[row.smaregi_customer_id][1]]
+    if recoded:
+        table = MemberLink.__table__
+        session.connection().execute(table.update().where(
+            table.c.id == bindparam("l_id"), table.c.member_code.is_distinct_from(bindparam("l_code")))
+            .values(member_code=bindparam("l_code")), recoded)
+    customers = {row.shopify_customer_id for row in links}
+    customers |= {int(code) for _, code in marks.values() if code and code.isdigit() and len(code) <= 18}
+    if customers:
+        session.execute(delete(BalanceSnapshot).where(BalanceSnapshot.shop_id.in_(shop_ids),
+                                                      BalanceSnapshot.shopify_customer_id.in_(customers)))
 
 
 def forget_balances_of_transactions(services: Services, contract_id: str, transaction_ids: list[str]) -> None:
