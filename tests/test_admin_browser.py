@@ -108,7 +108,7 @@ def test_connection_results_and_filters_are_in_japanese(admin_page):
     assert "スマレジで Shopify にない項目が必須になっています：birthDate" in checks
     assert "The app signed in" not in checks and "Smaregi requires" not in checks
     browser.page("/coupons")
-    options = browser.eval("Array.from(document.querySelectorAll('[data-conv-status] option')).map(o => o.textContent)")
+    options = browser.eval("Array.from(document.querySelectorAll('[data-field=conv_status] option')).map(o => o.textContent)")
     assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中", "注文で使用済み",
                        "返還済み（ポイント返還）", "期限切れ（ポイント返還）"]
     assert not any("_" in o for o in options)
