@@ -108,7 +108,7 @@ def test_connection_results_and_filters_are_in_japanese(admin_page):
     assert "スマレジで Shopify にない項目が必須になっています：birthDate" in checks
     assert "The app signed in" not in checks and "Smaregi requires" not in checks
     browser.page("/coupons")
-    options = browser.eval("Array.from(document.querySelectorAll('[data-conv-status] option')).map(o => o.textContent)")
+    options = browser.eval("Array.from(document.querySelectorAll('[data-field=conv_status] option')).map(o => o.textContent)")
     assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中", "注文で使用済み",
                        "返還済み（ポイント返還）", "期限切れ（ポイント返還）"]
     assert not any("_" in o for o in options)
@@ -182,7 +182,7 @@ def test_a_held_customer_is_explained_and_the_merchant_chooses_the_member(admin_
 def test_earning_rules_show_field_errors_then_save_and_the_summary_has_a_total(admin_page):
     browser, _ = admin_page
     browser.page("/rules")
-    assert browser.text("[data-earning] tr:first-child td:first-child") == "全顧客"
+    assert browser.text("[data-earning] s-table-row:first-child s-table-cell:first-child") == "全顧客"
     browser.eval("document.getElementById('earn_hold_days').value = ''")
     browser.click("[data-earning-form] button[type=submit]")
     browser.wait_for("document.querySelector('[data-earning-form] [data-error=earn_hold_days]').textContent.length > 0")
@@ -215,9 +215,11 @@ def test_a_member_withdrawn_at_the_register_is_listed_in_the_admins_words(admin_
     assert "スマレジで退会" in row and "レジで会員が退会しました。" in row and "withdrawn" not in row
 
 
-# What the Polaris script does for our purpose: defines the elements, renders them in their own
-# shadow root (so the native fallback inside is not shown) and gives them value / checked / error.
-POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox'].forEach(function (tag) {
+# What the Polaris script does for our purpose: defines the elements and renders them in their own
+# shadow root. Fields show nothing of their light DOM (so the native fallback inside is not shown) and
+# give value / checked / error; the rest show their children in a slot, and a submit s-button submits
+# its form when it is clicked itself (a click bubbling up from the hidden native button inside is not its own).
+POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox', 's-search-field'].forEach(function (tag) {
   customElements.define(tag, class extends HTMLElement {
     constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<span>polaris</span>'; }
     get value() { return this._value == null ? '' : String(this._value); }
@@ -225,26 +227,101 @@ POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 
     get checked() { return !!this._checked; }
     set checked(v) { this._checked = !!v; }
   });
+});
+['s-button', 's-badge', 's-banner', 's-table', 's-table-header-row', 's-table-header', 's-table-body', 's-table-row',
+ 's-table-cell'].forEach(function (tag) {
+  customElements.define(tag, class extends HTMLElement {
+    constructor() {
+      super(); this.attachShadow({mode: 'open'}).innerHTML = tag === 's-button' ? '<button><slot></slot></button>' : '<slot></slot>';
+      this.addEventListener('click', function (ev) {
+        if (ev.target === this && this.getAttribute('type') === 'submit') this.closest('form').requestSubmit();
+      });
+    }
+  });
 });"""
+
+
+def with_polaris(browser):
+    browser.send("Page.enable", None, browser.session)  # scripts for new documents only run with it
+    browser.before_scripts(POLARIS_STUB)
 
 
 def test_with_polaris_loaded_the_rules_use_its_fields_and_errors(admin_page):
     browser, _ = admin_page
-    browser.send("Page.enable", None, browser.session)  # scripts for new documents only run with it
-    browser.before_scripts(POLARIS_STUB)
+    with_polaris(browser)
     browser.page("/rules")
     minimum = "document.querySelector('[data-field=points_minimum]')"
     assert browser.eval(f"{minimum}.value") == "100"  # the settings went into Polaris's field
     assert browser.eval("document.getElementById('points_minimum').checkVisibility()") is False  # no fallback shown
     assert browser.eval("document.querySelector('[data-field=sync_enabled]').checked") is True
     browser.eval(f"{minimum}.value = '150'")
-    browser.click("[data-rules-form] button[type=submit]")
+    browser.click("[data-rules-form] [data-save]")  # Polaris's button, not the hidden native one
     browser.wait_for(f"{minimum}.hasAttribute('error')")
     assert browser.eval(f"{minimum}.getAttribute('error')") == "最低交換ポイントは交換単位（100）の倍数にしてください。"
     assert browser.eval("document.querySelector('[data-error=points_minimum]').checkVisibility()") is False  # once
     browser.eval(f"{minimum}.value = '200'")
-    browser.click("[data-rules-form] button[type=submit]")
+    browser.click("[data-rules-form] [data-save]")
     browser.wait_for("document.querySelector('[data-saved]').textContent === '保存しました。'")
     assert browser.eval(f"{minimum}.hasAttribute('error')") is False
     browser.page("/rules")
     assert browser.eval(f"{minimum}.value") == "200"
+
+
+def visible(browser, selector: str) -> bool:
+    return browser.eval(f"document.querySelector({selector!r}).checkVisibility()")
+
+
+def test_with_polaris_loaded_buttons_badges_tables_and_filters_are_its_own(admin_page):
+    browser, em = admin_page
+    with_polaris(browser)
+    browser.page("/connection")
+    browser.click("[data-test-connection]")
+    browser.wait_for("document.querySelectorAll('[data-checks] li').length === 3")
+    badges = browser.eval("Array.from(document.querySelectorAll('[data-checks] s-badge'))"
+                          ".map(b => [b.textContent, b.getAttribute('tone')])")
+    assert badges == [["正常", "success"], ["正常", "success"], ["要対応", "critical"]]
+    browser.page("/connection", extra="smaregi_state=forged")  # a sign-in this app never started
+    browser.wait_for("!document.querySelector('[data-connect-outcome]').hidden")
+    outcome = browser.eval("(b => [b.localName, b.getAttribute('tone'), b.textContent])"
+                           "(document.querySelector('[data-connect-outcome]'))")
+    assert outcome[:2] == ["s-banner", "critical"] and outcome[2].startswith("このログインのリンクは無効です")
+
+    browser.page("/members")
+    # The static button and the ones the script builds show Polaris's label, not the native button.
+    assert visible(browser, "[data-retry-all] [data-label]") and not visible(browser, "[data-retry-all] button")
+    state = browser.eval("(b => [b.localName, b.textContent, b.getAttribute('tone')])"
+                         "(document.querySelector('[data-problems] s-badge'))")
+    assert state == ["s-badge", "失敗", "critical"]
+    # Polaris gives its table its semantics; the fallback's roles are not added over them.
+    assert browser.eval("document.querySelector('[data-problems] s-table-row').hasAttribute('role')") is False
+    assert not visible(browser, "[data-problems] s-button button")
+    em.contracts[CONTRACT].required_columns.clear()
+    browser.click("[data-problems] s-button")  # Retry, built by PB.button: the click reaches its handler
+    browser.wait_for("!document.querySelector('[data-problems]').innerText.includes('birthDate')")
+
+    browser.page("/coupons")
+    browser.eval("window.__asked = []; var f = window.fetch;"
+                 "window.fetch = function (u, o) { window.__asked.push(u); return f(u, o); }")
+    browser.eval("(s => { s.value = 'S-0001'; s.dispatchEvent(new Event('input', {bubbles: true})); })"
+                 "(document.querySelector('[data-field=conv_q]'))")
+    browser.eval("(s => { s.value = 'needs_review'; s.dispatchEvent(new Event('change', {bubbles: true})); })"
+                 "(document.querySelector('[data-field=conv_status]'))")
+    browser.wait_for("window.__asked.some(u => u.endsWith('/conversions?q=S-0001&status=needs_review'))")
+    assert not visible(browser, "#conv_q") and not visible(browser, "#conv_status")
+
+
+def test_without_polaris_the_tables_read_as_tables_and_the_native_buttons_work(admin_page):
+    browser, em = admin_page
+    browser.page("/members")
+    roles = browser.eval("[document.querySelector('#problems s-table').getAttribute('role'),"
+                         " document.querySelector('#problems s-table-header').getAttribute('role'),"
+                         " document.querySelector('[data-problems] s-table-row').getAttribute('role'),"
+                         " document.querySelector('[data-problems] s-table-cell').getAttribute('role')]")
+    assert roles == ["table", "columnheader", "row", "cell"]
+    assert visible(browser, "[data-retry-all] button") and not visible(browser, "[data-retry-all] [data-label]")
+    assert browser.text("[data-problems] s-badge") == "失敗"
+    em.contracts[CONTRACT].required_columns.clear()
+    browser.click("[data-problems] s-button button")  # the native Retry a merchant offline clicks
+    browser.wait_for("!document.querySelector('[data-problems]').innerText.includes('birthDate')")
+    browser.page("/data-requests")
+    assert browser.text("[data-requests]") == "開示請求はありません。"
