@@ -190,7 +190,7 @@ def run(services) -> float:
         pass
     more = True
     while time.monotonic() < deadline and more:
-        more = send_due(services, deadline) == SENDERS * 2
+        more = send_due(services, deadline) > 0  # one movement per member a batch: the next may be theirs
     return 0.0 if more else 0.5  # out of time with work left: again at once
 
 
