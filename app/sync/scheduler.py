@@ -125,8 +125,9 @@ def release_all(services: Services, owner: str) -> int:
                                .values(leased_until=None, lease_owner=None)).rowcount
 
 
-def run_due(services: Services, owner: str) -> list[str]:
-    ran = []
+def run_due(services: Services, owner: str) -> dict[str, float]:
+    """Run the due jobs; returns each one run and how soon it wants to run again (0: work is left)."""
+    ran: dict[str, float] = {}
     for name, job in JOBS.items():
         if not claim(services, name, owner):
             continue
@@ -137,7 +138,7 @@ def run_due(services: Services, owner: str) -> list[str]:
             log.exception("scheduler.job_failed", extra={"job": name, "worker": owner})
             again, error = 60, type(exc).__name__
         release(services, name, again, error)
-        ran.append(name)
+        ran[name] = again
     return ran
 
 

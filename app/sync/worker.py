@@ -101,8 +101,9 @@ class Worker:
                         scheduler.release_all(self.s, self.name)
                     if listener is None and self.s.db.is_postgres:
                         listener = _Listener(self.s.db.url)
-                    self.housekeeping()
-                    busy = self.drain(stop=stop) or self.imports.step()  # live syncs first, then an import step
+                    # A job with work left (a backlog of point movements) runs again without a pause.
+                    more = self.housekeeping()
+                    busy = self.drain(stop=stop) or self.imports.step() or more  # live syncs first, then an import step
                     errors = 0
                     if not busy:
                         if listener:
@@ -123,12 +124,13 @@ class Worker:
                 listener.close()
             log.info("worker.stopped", extra={"worker": self.name})
 
-    def housekeeping(self) -> None:
+    def housekeeping(self) -> bool:
+        """Periodic jobs; True when one of them has work left now."""
         now = time.monotonic()
         if now - self._last_resume >= RESUME_EVERY_S:
             self._last_resume = now
             resume_paused(self.s)
-        scheduler.run_due(self.s, self.name)
+        return any(again <= 0 for again in scheduler.run_due(self.s, self.name).values())
 
     def drain(self, limit: int = BATCH, stop: threading.Event | None = None) -> int:
         """Claim and work one batch. Asked to stop, it hands back the jobs it has not begun."""
