@@ -12,7 +12,9 @@ background work, except one arriving in the last few tens of ms of a second that
 filled (at most 1 - EDGE_GUARD_S - LATE_S).
 
 A 429 from Smaregi fills every slot of the seconds Retry-After covers, for reads and writes: every
-process sees a full contract, through the same single statement, until the pause is over.
+process sees a full contract, through the same single statement, until the pause is over; only a
+caller that found its second full reads the contract's `paused_until`, to wait the pause out at once
+(or give up when it is longer than the caller's deadline).
 """
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ import logging
 import math
 import random
 import time
-from datetime import timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database, insert_ignoring_conflict
-from ..models import RateSlot, SmaregiContract, utcnow
+from ..models import RateSlot, SmaregiContract
 from .errors import ContractPaused
 
 log = logging.getLogger(__name__)
@@ -67,9 +69,11 @@ class RateLimiter:
                 if second > now:
                     self._wait(second - now, deadline)
                 return
-            # Full up to our ceiling: background tries the reserved slots late in this second.
+            # Full up to our ceiling: background tries the reserved slots late in this second; a
+            # contract Smaregi paused waits the pause out (or gives up at once if it is too long).
             retry_at = second + 1 if ceiling == limit else second + LATE_S
-            self._wait(retry_at - now + random.uniform(0, JITTER_S), deadline)
+            wait = max(retry_at - now, self._paused_for(contract_id))
+            self._wait(wait + random.uniform(0, JITTER_S), deadline)
 
     def pause(self, contract_id: str, seconds: float) -> None:
         """Smaregi said 429: every process stops sending to this contract for `seconds`."""
@@ -78,7 +82,7 @@ class RateLimiter:
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
-                            .values(paused_until=utcnow() + timedelta(seconds=seconds)))
+                            .values(paused_until=datetime.fromtimestamp(now + seconds, UTC)))
             conn = session.connection()
             fill = _statements(conn.dialect.name)[1]
             conn.execute(fill, [{"contract_id": contract_id, "kind": kind, "second": second}
@@ -91,6 +95,12 @@ class RateLimiter:
             take = _statements(conn.dialect.name)[0]
             return conn.execute(take, {"contract_id": contract_id, "kind": kind, "second": second,
                                        "ceiling": ceiling}).first() is not None
+
+    def _paused_for(self, contract_id: str) -> float:
+        with self.db.transaction() as session:
+            until = session.scalar(select(SmaregiContract.paused_until)
+                                   .where(SmaregiContract.contract_id == contract_id))
+        return max(0.0, until.timestamp() - self.clock()) if until is not None else 0.0
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None and time.monotonic() + seconds > deadline:
