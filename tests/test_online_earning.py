@@ -489,6 +489,48 @@ def _admin(shopper, method, path, shop=SHOP, **kw):
     return shopper.client.open(f"/admin/api{path}", method=method, headers={"Authorization": f"Bearer {token}"}, **kw)
 
 
+def _grant_for_review(shopper):
+    """Given a grant whose answer never came (Smaregi did not apply it) and that a person must look at."""
+    shopper.smaregi.add_fault(match=r"POST .*/point/add", status=500, count=1)  # not applied, ambiguous
+    shopper.order(order(subtotal="4000"))
+    shopper.settle()
+    [grant] = [m for m in shopper.moves() if m.kind == "grant"]
+    assert grant.state == "sending"
+    with shopper.services.db.transaction() as s:
+        s.execute(update(PointMovement).where(PointMovement.id == grant.id).values(
+            state="needs_review", error="Two transactions in Smaregi could be this change.",
+            sent_at=grant.sent_at - timedelta(minutes=3), next_attempt_at=None))
+    return grant
+
+
+def test_the_merchant_sees_point_movements_awaiting_review_and_rechecks_one(shopper):
+    grant = _grant_for_review(shopper)
+    listed = _admin(shopper, "GET", "/movements/review").json["movements"]
+    assert [(m["id"], m["customer_id"], m["kind"], m["points"], m["order_name"], m["reason"], m["actions"])
+            for m in listed] == [(grant.id, TARO, "grant", 40, "#5001",
+                                  "Two transactions in Smaregi could be this change.",
+                                  ["recheck", "applied", "not_applied"])]
+    assert _admin(shopper, "GET", "/movements/review", shop="other-shop.myshopify.com").json["movements"] == []
+    assert _admin(shopper, "POST", f"/movements/{grant.id}/recheck").status_code == 200
+    shopper.settle()  # not among Taro's transactions after two minutes: not applied, so sent now, once
+    assert shopper.earned() == [40]
+    assert _admin(shopper, "GET", "/movements/review").json["movements"] == []
+    assert _admin(shopper, "POST", f"/movements/{grant.id}/recheck").status_code == 404  # decided already
+
+
+def test_a_movement_the_merchant_drops_moves_nothing(shopper):
+    grant = _grant_for_review(shopper)
+    balance = shopper.balance()
+    assert _admin(shopper, "POST", f"/movements/{grant.id}/not_applied",
+                  shop="other-shop.myshopify.com").status_code == 404  # another shop's admin
+    assert _admin(shopper, "POST", f"/movements/{grant.id}/forgive").status_code == 404  # no such action
+    assert _admin(shopper, "POST", f"/movements/{grant.id}/not_applied").status_code == 200
+    shopper.settle()
+    assert (shopper.balance(), shopper.earned()) == (balance, [])
+    assert [m.state for m in shopper.moves()] == ["refused"]
+    assert _admin(shopper, "GET", "/movements/review").json["movements"] == []
+
+
 def test_the_merchant_sets_earning_rules_with_field_level_errors(shopper):
     before = _admin(shopper, "GET", "/earning").json
     assert before == {"earn_yen_per_point": 100, "earn_on": "paid", "earn_hold_days": 0,

@@ -546,3 +546,46 @@ def deduction_settled(conversion_id: str, state: MovementState, transaction_ids:
         values.update(applied_at=utcnow(), balance_after=balance_after,
                       smaregi_transaction_id=transaction_ids[-1] if transaction_ids else None)
     return Step(conversion_id, update=values)
+
+
+# -- the merchant's decisions (admin) -------------------------------------------------------------------
+def to_review(session: Session, shop_id: int) -> list[PointMovement]:
+    """Movements waiting for a person (conversion deductions are listed with their conversion)."""
+    return list(session.scalars(select(PointMovement).where(
+        PointMovement.shop_id == shop_id, PointMovement.state == S.NEEDS_REVIEW,
+        PointMovement.kind != K.CONVERSION_DEDUCTION).order_by(PointMovement.updated_at.desc()).limit(200)))
+
+
+def was_sent(m: PointMovement) -> bool:
+    """Sent and undecided: only Smaregi's transactions can tell; never sent again."""
+    return m.sent_points is not None
+
+
+def reopen(session: Session, shop_id: int, movement_id: str) -> bool:
+    """The merchant asks for another look: a sent one is reconciled again from the member's
+    transactions (never re-sent); one proved not applied is tried again with fresh attempts."""
+    return session.execute(update(PointMovement).where(
+        PointMovement.id == movement_id, PointMovement.shop_id == shop_id, PointMovement.state == S.NEEDS_REVIEW,
+        PointMovement.kind != K.CONVERSION_DEDUCTION).values(
+        state=case((PointMovement.sent_points.is_not(None), S.SENDING.value), else_=S.PLANNED.value),
+        attempts=0, error=None, leased_until=None, next_attempt_at=utcnow(), updated_at=utcnow())).rowcount == 1
+
+
+def resolve(session: Session, shop_id: int, movement_id: str, applied: bool) -> bool:
+    """The merchant checked Smaregi: a sent change is there (applied, as decided when it was sent),
+    or it is not and is given up (nothing moved, nothing owed by it). Only a sent one can be there."""
+    where = [PointMovement.id == movement_id, PointMovement.shop_id == shop_id,
+             PointMovement.state == S.NEEDS_REVIEW, PointMovement.kind != K.CONVERSION_DEDUCTION]
+    if applied:
+        values: dict[str, Any] = {"state": S.APPLIED, "applied_at": utcnow()}
+        where.append(PointMovement.sent_points.is_not(None))
+    else:
+        values = {"state": S.REFUSED, "owed_change": 0}
+    customer_id = session.execute(update(PointMovement).where(*where).values(
+        leased_until=None, next_attempt_at=None, updated_at=utcnow(), error="resolved by the merchant", **values)
+        .returning(PointMovement.shopify_customer_id)).scalar()
+    if customer_id is None:
+        return False
+    _wake_waiting(session, shop_id, customer_id)
+    log.info("movement.resolved", extra={"movement_id": movement_id, "applied": applied})
+    return True
