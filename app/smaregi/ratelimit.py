@@ -6,10 +6,10 @@ below the caller's ceiling, so waiting never counts against anyone. The worker's
 old rows.
 
 Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
-waits for) may fill a second up to the limit less RESERVED slots at once, and the reserved ones only
-from LATE_S into the second, when no shopper has taken them. A shopper therefore never waits on
-background work, except one arriving in the last few tens of ms of a second that background just
-filled (at most 1 - EDGE_GUARD_S - LATE_S).
+waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
+slot), and that share only from LATE_S into the second, when no shopper has taken it. A shopper therefore never waits on
+background work, except one arriving late in a second that background just filled (then it waits
+for the next second: at most 1 - EDGE_GUARD_S - LATE_S).
 
 A 429 from Smaregi fills every slot of the seconds Retry-After covers, for reads and writes: every
 process sees a full contract, through the same single statement, until the pause is over; only a
@@ -37,8 +37,10 @@ log = logging.getLogger(__name__)
 # A request sent in the last few ms of a second may arrive in the next one by Smaregi's clock;
 # such requests take a slot of the next second instead.
 EDGE_GUARD_S = 0.03
+# Background requests wait in a busy worker between their slot and the wire: their guard is wider.
+BACKGROUND_EDGE_GUARD_S = 0.1
 SHOPPER_SHARE = 0.1  # of each second's slots (at least one), kept for shoppers until LATE_S
-LATE_S = 0.9  # into the second: reserved slots no shopper took go to background work
+LATE_S = 0.8  # into the second: reserved slots no shopper took go to background work
 PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
 JITTER_S = 0.01
 
@@ -58,10 +60,11 @@ class RateLimiter:
         `background`: nobody waits on this request, so shoppers' requests go first."""
         limit = self.limits[kind]
         early = limit - max(1, math.ceil(limit * SHOPPER_SHARE)) if background else limit
+        edge = BACKGROUND_EDGE_GUARD_S if background else EDGE_GUARD_S
         while True:
             now = self.clock()
             second = int(now)
-            if now - second > 1 - EDGE_GUARD_S:
+            if now - second > 1 - edge:
                 second += 1
             late = now >= second + LATE_S
             ceiling = limit if late else early

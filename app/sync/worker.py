@@ -82,6 +82,7 @@ class Worker:
         self.s = services
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._last_resume = 0.0
+        self._job_due: dict[str, float] = {}  # monotonic moment each job asked to run again
         self.imports = Importer(services, self.name, self.process)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -101,15 +102,16 @@ class Worker:
                         scheduler.release_all(self.s, self.name)
                     if listener is None and self.s.db.is_postgres:
                         listener = _Listener(self.s.db.url)
-                    # A job with work left (a backlog of point movements) runs again without a pause.
-                    more = self.housekeeping()
-                    busy = self.drain(stop=stop) or self.imports.step() or more  # live syncs first, then an import step
+                    # A job with work left (a backlog of point movements) runs again without a pause,
+                    # and an idle wait never outlasts the moment a job asked to run again.
+                    job_in_s = self.housekeeping()
+                    busy = self.drain(stop=stop) or self.imports.step() or job_in_s <= 0  # live syncs first
                     errors = 0
                     if not busy:
                         if listener:
-                            listener.wait(POLL_S * 4)
+                            listener.wait(min(POLL_S * 4, job_in_s))
                         else:
-                            stop.wait(POLL_S)
+                            stop.wait(min(POLL_S, job_in_s))
                 except Exception as exc:
                     errors += 1
                     pause = ERROR_BACKOFF_S[min(errors, len(ERROR_BACKOFF_S)) - 1]
@@ -124,13 +126,19 @@ class Worker:
                 listener.close()
             log.info("worker.stopped", extra={"worker": self.name})
 
-    def housekeeping(self) -> bool:
-        """Periodic jobs; True when one of them has work left now."""
+    def housekeeping(self) -> float:
+        """Periodic jobs; returns how soon one of those this worker ran wants to run again."""
         now = time.monotonic()
         if now - self._last_resume >= RESUME_EVERY_S:
             self._last_resume = now
             resume_paused(self.s)
-        return any(again <= 0 for again in scheduler.run_due(self.s, self.name).values())
+        ran = scheduler.run_due(self.s, self.name)
+        if any(again <= 0 for again in ran.values()):
+            return 0.0
+        now = time.monotonic()
+        self._job_due = {name: at for name, at in self._job_due.items() if at > now}  # (past: another's turn)
+        self._job_due.update({name: now + again for name, again in ran.items()})
+        return min(self._job_due.values(), default=now + POLL_S * 4) - now
 
     def drain(self, limit: int = BATCH, stop: threading.Event | None = None) -> int:
         """Claim and work one batch. Asked to stop, it hands back the jobs it has not begun."""
