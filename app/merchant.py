@@ -307,6 +307,32 @@ def resolve_review(services: Services, shop: AdminShop, conversion_id: str, poin
     return True
 
 
+def movements_to_review(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
+    """Point movements waiting for the merchant, with the order they belong to and what can be done."""
+    from .points import movements
+
+    with services.db.transaction() as session:
+        rows = movements.to_review(session, shop.shop_id)
+        order_ids = {m.order_id for m in rows if m.order_id is not None}
+        names = dict(session.execute(select(Order.shopify_order_id, Order.name).where(
+            Order.shop_id == shop.shop_id, Order.shopify_order_id.in_(order_ids))).all()) if order_ids else {}
+    return [{"id": m.id, "customer_id": m.shopify_customer_id, "kind": m.kind, "points": m.points,
+             "order_id": m.order_id, "order_name": names.get(m.order_id), "created_at": m.created_at.isoformat(),
+             "updated_at": m.updated_at.isoformat() if m.updated_at else None, "reason": m.error,
+             "actions": ["recheck", "applied", "not_applied"] if movements.was_sent(m) else ["retry", "not_applied"]}
+            for m in rows]
+
+
+def decide_movement(services: Services, shop: AdminShop, movement_id: str, action: str) -> bool:
+    """One of the listed actions on a movement of this shop awaiting review; False if it is not one."""
+    from .points import movements
+
+    with services.db.transaction() as session:
+        if action in ("recheck", "retry"):
+            return movements.reopen(session, shop.shop_id, movement_id)
+        return movements.resolve(session, shop.shop_id, movement_id, applied=action == "applied")
+
+
 def data_requests(services: Services, shop: AdminShop) -> list[dict[str, Any]]:
     with services.db.transaction() as session:
         rows = session.scalars(select(DataRequest).where(DataRequest.shop_id == shop.shop_id)

@@ -265,7 +265,7 @@ def test_email_matching_waits_for_the_first_import(services, smaregi_em):
     drain(services)
     link = link_of(services)
     assert (link.state, link.attempts) == ("pending", 0)  # not created as a duplicate
-    assert scheduler.run_due(services, "w1") == list(scheduler.JOBS)
+    assert list(scheduler.run_due(services, "w1")) == list(scheduler.JOBS)
     with services.db.transaction() as s:
         s.execute(update(MemberLink).values(next_attempt_at=utcnow()))
     drain(services)

@@ -84,3 +84,108 @@ def test_a_revoked_token_is_replaced_once(services, smaregi_em):
     em.tokens.clear()  # Smaregi forgot every token
     assert client.find_customer_by_code("A1")["customerCode"] == "A1"
     assert em.stats["token_requests"] == 2
+
+
+# -- shoppers first, without leaving slots unused ---------------------------------------------------------
+def _limiter_at(services, start: float, writes_per_s: int = 4):
+    """A limiter on a clock the test moves; its sleeps move it."""
+    from app.smaregi.ratelimit import RateLimiter
+
+    now = [start]
+    limiter = RateLimiter(services.db, reads_per_s=10, writes_per_s=writes_per_s, clock=lambda: now[0],
+                          sleep=lambda s: now.__setitem__(0, now[0] + s))
+    return limiter, now
+
+
+def test_background_work_alone_uses_every_slot_of_each_second(services):
+    limiter, now = _limiter_at(services, 1_000_000.1)
+    for _ in range(8):
+        limiter.acquire(CONTRACT, "write", background=True)
+    assert int(now[0]) == 1_000_001  # eight writes in two seconds: none of the four a second lost
+    limiter.acquire(CONTRACT, "write", background=True)
+    assert int(now[0]) == 1_000_002
+
+
+def test_background_takes_the_shoppers_slot_only_late_in_the_second(services):
+    from app.smaregi.ratelimit import LATE_S
+
+    limiter, now = _limiter_at(services, 1_000_000.1)
+    for _ in range(3):
+        limiter.acquire(CONTRACT, "write", background=True)
+    assert now[0] < 1_000_000.2  # three at once
+    limiter.acquire(CONTRACT, "write")  # a shopper arriving now is not delayed by them
+    assert now[0] < 1_000_000.2
+    limiter.acquire(CONTRACT, "write", background=True)  # the second is full: the next one's early slots
+    assert 1_000_001 <= now[0] < 1_000_001 + LATE_S
+    for _ in range(2):
+        limiter.acquire(CONTRACT, "write", background=True)
+    limiter.acquire(CONTRACT, "write", background=True)  # the reserved slot, once no shopper took it in time
+    assert 1_000_001 + LATE_S <= now[0] < 1_000_002
+
+
+def test_a_shopper_arriving_after_background_filled_a_second_waits_only_for_the_next(services):
+    from app.smaregi.ratelimit import JITTER_S, LATE_S
+
+    limiter, now = _limiter_at(services, 1_000_000.1)
+    for _ in range(4):
+        limiter.acquire(CONTRACT, "write", background=True)  # the last one late in the second
+    started = now[0]
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] - started <= 1 - LATE_S + JITTER_S and int(now[0]) == 1_000_001
+
+
+def test_a_slot_is_one_statement(services, smaregi_em):
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(services.db.engine, "before_cursor_execute", seen)
+    try:
+        services.limiter.acquire(CONTRACT, "write")
+        services.limiter.acquire(CONTRACT, "read", background=True)
+    finally:
+        event.remove(services.db.engine, "before_cursor_execute", seen)
+    # (SQLite opens its write transaction with BEGIN IMMEDIATE; Postgres sends no BEGIN of its own.)
+    slots = [s for s in statements if not s.startswith("BEGIN")]
+    assert len(slots) == 2 and all("smaregi_rate_slots" in s for s in slots), statements
+
+
+def test_a_429_fills_the_paused_seconds_for_background_work_too(services):
+    limiter, now = _limiter_at(services, 1_000_000.5)
+    limiter.pause(CONTRACT, 2)
+    limiter.acquire(CONTRACT, "write", background=True)
+    assert now[0] >= 1_000_002.5  # nothing sent before Retry-After has passed
+    limiter.pause(CONTRACT, 5)
+    with pytest.raises(ContractPaused):  # a shopper's short deadline: given up at once
+        limiter.acquire(CONTRACT, "read", deadline=time.monotonic() + 0.3)
+
+
+@pytest.mark.postgres
+def test_shoppers_and_background_in_three_processes_stay_within_the_limit(pg_url, smaregi_em, make_services):
+    em, url = smaregi_em
+    em.writes_per_s = 6
+    workers = [make_services(pg_url, smaregi_url=url, SMAREGI_WRITES_PER_S="6") for _ in range(3)]
+    member = em.add_member(CONTRACT, customerCode="M1", lastName="a", firstName="b", points=0)
+    errors: list[Exception] = []
+
+    def add(services, background: bool):
+        client = services.smaregi.contract(CONTRACT)
+        for _ in range(8):
+            try:
+                client.add_points(member["customerId"], 1, background=background,
+                                  deadline=time.monotonic() + 30)
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(s, background)) for s in workers for background in (True, True, False)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert em.balance(CONTRACT, member["customerId"]) == 72  # every write applied once
+    assert em.stats["rate_limited"] == 0
+    assert max(em.stats["writes_by_second"].values()) <= 6  # tokens included

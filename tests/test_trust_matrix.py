@@ -29,7 +29,7 @@ from sqlalchemy import select
 from app.config import load_config
 from app.dev.shopify_emulator import ShopifyEmulator
 from app.dev.smaregi_emulator import SmaregiEmulator
-from app.models import Base, DataRequest, Shop
+from app.models import Base, DataRequest, PointMovement, Shop
 from app.services import Services
 
 from . import credentials as cred
@@ -42,6 +42,8 @@ STRANGER = 7311000000001  # a customer of the other shop
 FORGED_SECRET = "shpss_" + "f" * 32
 SMAREGI_SECRET = "matrix-smaregi-webhook-secret"
 LABEL_MARKER = "MATRIX-RANK-LABEL"
+# Taro's point movements awaiting the merchant (one per action endpoint: the valid call changes it).
+SENT_MOVEMENT, UNSENT_MOVEMENT = "0000aaaa-matrix-sent-movement", "0000bbbb-matrix-unsent-movement"
 EMAIL_MARKER = "taro.matrix@example.com"
 
 
@@ -97,6 +99,11 @@ ENDPOINTS = [
     Endpoint("GET /admin/api/dashboard", "admin", "GET", "/admin/api/dashboard"),
     Endpoint("GET /admin/api/conversions", "admin", "GET", "/admin/api/conversions"),
     Endpoint("GET /admin/api/data-requests", "admin", "GET", "/admin/api/data-requests"),
+    Endpoint("GET /admin/api/movements/review", "admin", "GET", "/admin/api/movements/review"),
+    Endpoint("POST /admin/api/movements/<id>/recheck", "admin", "POST",
+             f"/admin/api/movements/{SENT_MOVEMENT}/recheck"),
+    Endpoint("POST /admin/api/movements/<id>/not_applied", "admin", "POST",
+             f"/admin/api/movements/{UNSENT_MOVEMENT}/not_applied"),
 ]
 
 # The one credential kind that opens each family (App Home also takes its token as Bearer, as App
@@ -289,8 +296,14 @@ def world(request, tmp_path_factory):
             **settings_body(), "yen_per_point": 1, "rank_labels": {"gold": {"ja": LABEL_MARKER, "en": LABEL_MARKER}}})
         assert saved.status_code == 200, saved.json
         with services.db.transaction() as s:
-            s.add(DataRequest(shop_id=s.scalar(select(Shop.id).where(Shop.domain == SHOP)), shopify_customer_id=TARO,
+            shop_id = s.scalar(select(Shop.id).where(Shop.domain == SHOP))
+            s.add(DataRequest(shop_id=shop_id, shopify_customer_id=TARO,
                               request_id="matrix-1", export={"customer": {"email": EMAIL_MARKER}}))
+            for movement_id, sent in ((SENT_MOVEMENT, -100), (UNSENT_MOVEMENT, None)):
+                s.add(PointMovement(id=movement_id, shop_id=shop_id, shopify_customer_id=TARO,
+                                    smaregi_customer_id=given.taro["customerId"], kind="take_back",
+                                    reason="purchase_reversal", points=-100, sent_points=sent, owed_change=0,
+                                    state="needs_review", attempts=12, order_id=5001, error="matrix"))
         yield World(services, smaregi, shopify, given.client, ctx, [coupon, LABEL_MARKER, EMAIL_MARKER, str(TARO)],
                     given.taro)
 

@@ -195,11 +195,11 @@ def test_a_database_error_in_the_loop_is_logged_and_the_loop_carries_on(pg_url, 
     calls = {"n": 0}
     real = scheduler.run_due
 
-    def failing_twice(s, owner):
+    def failing_twice(s, owner, names=None):
         calls["n"] += 1
         if calls["n"] <= 2:
             raise OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed the connection"))
-        return real(s, owner)
+        return real(s, owner, names)
     monkeypatch.setattr(scheduler, "run_due", failing_twice)
     monkeypatch.setattr("app.sync.worker.ERROR_BACKOFF_S", (0.05,))
     queue_customer(services, customer(FIRST_ID, email="late@example.com"))

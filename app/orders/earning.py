@@ -184,13 +184,14 @@ def target_for(session: Session, shop: Shop, config) -> tuple[EffectiveSettings,
 
 # -- the worker's job ------------------------------------------------------------------------------------
 def run(services) -> float:
-    """Settle due orders, then send the movements that are due. Returns seconds until the next run."""
+    """Settle due orders and send the movements that are due. Returns seconds until the next run."""
     deadline = time.monotonic() + BUDGET_S
-    while time.monotonic() < deadline and settle_due(services) == BATCH:
-        pass
     more = True
     while time.monotonic() < deadline and more:
-        more = send_due(services, deadline) == SENDERS * 2
+        # A batch of orders, then a batch of movements: sends start at once, not after a whole
+        # backlog of orders is settled (a batch of orders settles faster than its points can go).
+        settled = settle_due(services)
+        more = send_due(services, deadline) > 0 or settled == BATCH  # one movement per member a batch
     return 0.0 if more else 0.5  # out of time with work left: again at once
 
 

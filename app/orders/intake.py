@@ -11,12 +11,12 @@ import functools
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import bindparam, case, func, or_, text
+from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..models import Order, utcnow
+from ..models import Order, Shop, utcnow
 from ..sync.intake import NOTIFY_CHANNEL, shop_row
 from ..webhooks.delivery import Delivery, MalformedPayload, parse_time, positive_id
 
@@ -119,34 +119,46 @@ def validate(topic: str, payload: Any) -> None:
 
 
 def handle_order(session: Session, config: Config, delivery: Delivery) -> str:
+    """One statement: the shop is found by its domain inside the upsert (and, on Postgres, the
+    worker is notified by it), so an order's ack costs the delivery's insert and this."""
     conn = session.connection()
-    shop = shop_row(session, delivery.shop_domain)
     payload, now = delivery.payload, utcnow()
     state = facts(payload)
-    row = conn.execute(_upsert(conn.dialect.name), {
-        "shop_id": shop.id, "shopify_order_id": payload["id"], "shopify_customer_id": customer_id_of(payload),
-        "name": str(payload.get("name") or "")[:64] or None,
+    values = {
+        "domain": delivery.shop_domain, "shopify_order_id": payload["id"],
+        "shopify_customer_id": customer_id_of(payload), "name": str(payload.get("name") or "")[:64] or None,
         "shopify_updated_at": parse_time(payload.get("updated_at")) or now, "facts": state,
         "paid_seen_at": now if state["paid"] else None, "fulfilled_seen_at": now if state["fulfilled"] else None,
         "base_when_paid": str(paid_base(payload, Decimal(state["base"]))) if state["paid"] else None,
-        "now": now}).first()
-    if row is None:
-        return "stale"
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # the worker settles it now, not at its next poll
-    return "queued"
+        "now": now}
+    upsert = _upsert(conn.dialect.name)
+    row = conn.execute(upsert, values).first()
+    if row is None and not _shop_known(conn, delivery.shop_domain):
+        shop_row(session, delivery.shop_domain)  # its first delivery: the shop is recorded now
+        row = conn.execute(upsert, values).first()
+    return "queued" if row is not None else "stale"
+
+
+def _shop_known(conn, domain: str) -> bool:
+    return conn.execute(select(Shop.id).where(Shop.domain == domain)).first() is not None
 
 
 @functools.cache
 def _upsert(dialect: str):
     """Insert the order, or take the newer state; trigger moments are kept from the first time seen."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    orders = Order.__table__
-    names = ("shop_id", "shopify_order_id", "shopify_customer_id", "name", "shopify_updated_at", "facts",
+    orders, shops = Order.__table__, Shop.__table__
+    names = ("shopify_order_id", "shopify_customer_id", "name", "shopify_updated_at", "facts",
              "paid_seen_at", "fulfilled_seen_at", "base_when_paid")
-    stmt = insert(orders).values(**{n: bindparam(n) for n in names}, next_attempt_at=bindparam("now"),
-                                 created_at=bindparam("now"), updated_at=bindparam("now"))
+    stamps = ("next_attempt_at", "created_at", "updated_at")
+    row = select(shops.c.id, *[bindparam(n, type_=orders.c[n].type).label(n) for n in names],
+                 *[bindparam("now", type_=orders.c[n].type).label(n) for n in stamps]).where(
+        shops.c.domain == bindparam("domain"))
+    stmt = insert(orders).from_select(["shop_id", *names, *stamps], row)
     new, old = stmt.excluded, orders.c
+    returning = [orders.c.id]
+    if dialect == "postgresql":  # the worker settles it now, not at its next poll (delivered at commit)
+        returning.append(func.pg_notify(NOTIFY_CHANNEL, ""))
     return stmt.on_conflict_do_update(
         index_elements=["shop_id", "shopify_order_id"],
         set_={"shopify_customer_id": func.coalesce(new.shopify_customer_id, old.shopify_customer_id),
@@ -156,4 +168,4 @@ def _upsert(dialect: str):
               "base_when_paid": case((old.base_when_paid.is_(None), new.base_when_paid), else_=old.base_when_paid),
               "next_attempt_at": new.next_attempt_at, "updated_at": new.updated_at},
         where=or_(old.shopify_updated_at.is_(None), new.shopify_updated_at >= old.shopify_updated_at),
-    ).returning(orders.c.id)
+    ).returning(*returning)

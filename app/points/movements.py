@@ -232,14 +232,18 @@ def _member(session: Session, m: PointMovement) -> tuple[str, str] | None:
 
 def _send(services, client: SmaregiClient, m: PointMovement, target: Target, deadline: float,
           background: bool) -> PointMovement:
-    balance, expire_on = None, _extended_expiry(target) if m.kind == K.GRANT else None
+    balance, read, expire_on = None, None, _extended_expiry(target) if m.kind == K.GRANT else None
     # A take-back stops at 0: how much is there? An extended expiry never shortens the member's own.
     if m.points < 0 or expire_on is not None:
-        member_id = m.smaregi_customer_id or _linked_id(services, m)
-        if member_id is None:
+        with services.db.transaction() as session:
+            member = _member(session, m)
+            read = _changes(session, m)
+        if member is None:
             return _wait_for_member(services, m)
+        if m.points < 0 and read.in_flight:
+            return _later(services, m, IN_FLIGHT, after=IN_FLIGHT_RETRY)
         try:
-            found = client.get_points(member_id, deadline=deadline, background=background)
+            found = client.get_points(member[0], deadline=deadline, background=background)
         except SmaregiError as exc:
             return _later(services, m, f"balance unreadable: {type(exc).__name__}")
         balance = found.points if found else 0
@@ -249,6 +253,13 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
         member = _member(session, m)
         if member is None:
             return _wait_for_member(services, m, session)
+        # Decided under the member's lock, against every other change of the member (owed, below).
+        waiting = _must_wait(session, m, read)
+        if waiting is not None:
+            why, after = waiting
+            session.execute(update(PointMovement).where(PointMovement.id == m.id, PointMovement.state == S.PLANNED)
+                            .values(next_attempt_at=utcnow() + after, leased_until=None, error=why))
+            return m
         if m.points > 0:
             pay_off = min(m.points, owed_points(session, m.shop_id, m.shopify_customer_id))
             delta, owed_change = m.points - pay_off, -pay_off
@@ -284,6 +295,52 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
     # Smaregi said no: plan again (a take-back re-reads the balance; it said no because it changed).
     log.info("movement.refused_once", extra={"movement_id": m.id, "error": sent.error})
     return _back_to_planned(services, m, sent.error)
+
+
+IN_FLIGHT = "waiting for another change of this member to be decided"
+IN_FLIGHT_RETRY = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The member's other movements, as far as its balance and owed points are concerned."""
+
+    in_flight: int  # sent and undecided (deductions aside): the balance may or may not show them
+    applied: int  # in Smaregi: a change of this count means the balance moved
+    shortfall_undecided: int  # take-backs in flight whose shortfall (owed) is not counted yet
+
+
+def _changes(session: Session, m: PointMovement) -> Changes:
+    # A conversion's deduction in flight is not waited for (the shopper's conversion goes first): if
+    # it lands after the read, Smaregi refuses whichever of the two would go below 0, and that one
+    # is decided again; it never leaves points beside owed points.
+    sending = (PointMovement.state == S.SENDING) & (PointMovement.kind != K.CONVERSION_DEDUCTION)
+    row = session.execute(select(
+        func.count().filter(sending),
+        func.count().filter(PointMovement.state == S.APPLIED),
+        func.count().filter(sending & (PointMovement.owed_change > 0))).where(
+        PointMovement.shop_id == m.shop_id, PointMovement.shopify_customer_id == m.shopify_customer_id,
+        PointMovement.id != m.id)).one()
+    return Changes(*row)
+
+
+def _must_wait(session: Session, m: PointMovement, read: Changes | None) -> tuple[str, timedelta] | None:
+    """Why this movement cannot be decided yet, and when to look again.
+
+    A take-back splits into taken and owed by the balance read before: it stands only if no other
+    change of the member was undecided or applied meanwhile (else a concurrent grant would leave
+    points beside owed points). An addition pays off owed points: a take-back whose shortfall is
+    undecided is not owed yet, so it waits for that one."""
+    now = _changes(session, m)
+    if m.points < 0:
+        if now.in_flight:
+            return IN_FLIGHT, IN_FLIGHT_RETRY
+        if read is not None and now.applied != read.applied:
+            return "the balance changed while it was read", timedelta(0)
+        return None
+    if now.shortfall_undecided:
+        return IN_FLIGHT, IN_FLIGHT_RETRY
+    return None
 
 
 def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: float,
@@ -344,6 +401,7 @@ def _applied(services, movement_id: str, transaction_ids: list[str], balance_aft
         if row is not None:  # the shopper's next balance read goes to Smaregi
             session.execute(BalanceSnapshot.__table__.delete().where(
                 BalanceSnapshot.shop_id == row.shop_id, BalanceSnapshot.shopify_customer_id == row.shopify_customer_id))
+            _wake_waiting(session, row.shop_id, row.shopify_customer_id)
     log.info("movement.applied", extra={"movement_id": movement_id})
     return _load(services, movement_id)
 
@@ -396,15 +454,19 @@ def _wait_for_member(services, m: PointMovement, session: Session | None = None)
 
 def _set(services, m: PointMovement, from_state: str, **values: Any) -> PointMovement:
     with services.db.transaction() as session:
-        session.execute(update(PointMovement).where(PointMovement.id == m.id, PointMovement.state == from_state)
-                        .values(updated_at=utcnow(), **values))
+        changed = session.execute(update(PointMovement).where(PointMovement.id == m.id,
+                                                              PointMovement.state == from_state)
+                                  .values(updated_at=utcnow(), **values)).rowcount
+        if changed and from_state == S.SENDING and values.get("state", S.SENDING) != S.SENDING:
+            _wake_waiting(session, m.shop_id, m.shopify_customer_id)
     return _load(services, m.id)
 
 
-def _linked_id(services, m: PointMovement) -> str | None:
-    with services.db.transaction() as session:
-        member = _member(session, m)
-    return member[0] if member else None
+def _wake_waiting(session: Session, shop_id: int, customer_id: int) -> None:
+    """A change of the member is decided: the ones that waited for it are due now, not in a second."""
+    session.execute(update(PointMovement).where(
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
+        PointMovement.state == S.PLANNED, PointMovement.error == IN_FLIGHT).values(next_attempt_at=utcnow()))
 
 
 def _load(services, movement_id: str) -> PointMovement:
@@ -416,17 +478,27 @@ def _load(services, movement_id: str) -> PointMovement:
 
 # -- the worker's job ------------------------------------------------------------------------------------
 def claim_due(services, limit: int = 20) -> list[str]:
-    """Planned and undecided movements nobody is working on (conversion deductions are the saga's)."""
+    """Planned and undecided movements nobody is working on (conversion deductions are the saga's),
+    at most one per member: a member's movements are decided one after the other (`_must_wait`),
+    so a second one in the same batch would only wait."""
     now = utcnow()
+    others = PointMovement.__table__.alias("others")
+    busy = select(others.c.id).where(
+        others.c.shop_id == PointMovement.shop_id, others.c.shopify_customer_id == PointMovement.shopify_customer_id,
+        others.c.id != PointMovement.id, others.c.leased_until > now, others.c.state.in_((S.PLANNED, S.SENDING)))
     with services.db.transaction() as session:
-        ids = session.scalars(select(PointMovement.id).where(
+        rows = session.execute(select(PointMovement.id, PointMovement.shop_id, PointMovement.shopify_customer_id).where(
             PointMovement.state.in_((S.PLANNED, S.SENDING)), PointMovement.kind != K.CONVERSION_DEDUCTION,
             or_(PointMovement.next_attempt_at.is_(None), PointMovement.next_attempt_at <= now),
-            or_(PointMovement.leased_until.is_(None), PointMovement.leased_until < now))
-            .order_by(PointMovement.created_at).limit(limit).with_for_update(skip_locked=True)).all()
+            or_(PointMovement.leased_until.is_(None), PointMovement.leased_until < now), ~busy.exists())
+            .order_by(PointMovement.created_at).limit(limit * 4).with_for_update(skip_locked=True)).all()
+        first: dict[tuple[int, int], str] = {}
+        for r in rows:
+            first.setdefault((r.shop_id, r.shopify_customer_id), r.id)
+        ids = list(first.values())[:limit]
         if ids:
             session.execute(update(PointMovement).where(PointMovement.id.in_(ids)).values(leased_until=now + LEASE))
-    return list(ids)
+    return ids
 
 
 # -- the conversion's deduction, in step with the conversion --------------------------------------------
@@ -474,3 +546,46 @@ def deduction_settled(conversion_id: str, state: MovementState, transaction_ids:
         values.update(applied_at=utcnow(), balance_after=balance_after,
                       smaregi_transaction_id=transaction_ids[-1] if transaction_ids else None)
     return Step(conversion_id, update=values)
+
+
+# -- the merchant's decisions (admin) -------------------------------------------------------------------
+def to_review(session: Session, shop_id: int) -> list[PointMovement]:
+    """Movements waiting for a person (conversion deductions are listed with their conversion)."""
+    return list(session.scalars(select(PointMovement).where(
+        PointMovement.shop_id == shop_id, PointMovement.state == S.NEEDS_REVIEW,
+        PointMovement.kind != K.CONVERSION_DEDUCTION).order_by(PointMovement.updated_at.desc()).limit(200)))
+
+
+def was_sent(m: PointMovement) -> bool:
+    """Sent and undecided: only Smaregi's transactions can tell; never sent again."""
+    return m.sent_points is not None
+
+
+def reopen(session: Session, shop_id: int, movement_id: str) -> bool:
+    """The merchant asks for another look: a sent one is reconciled again from the member's
+    transactions (never re-sent); one proved not applied is tried again with fresh attempts."""
+    return session.execute(update(PointMovement).where(
+        PointMovement.id == movement_id, PointMovement.shop_id == shop_id, PointMovement.state == S.NEEDS_REVIEW,
+        PointMovement.kind != K.CONVERSION_DEDUCTION).values(
+        state=case((PointMovement.sent_points.is_not(None), S.SENDING.value), else_=S.PLANNED.value),
+        attempts=0, error=None, leased_until=None, next_attempt_at=utcnow(), updated_at=utcnow())).rowcount == 1
+
+
+def resolve(session: Session, shop_id: int, movement_id: str, applied: bool) -> bool:
+    """The merchant checked Smaregi: a sent change is there (applied, as decided when it was sent),
+    or it is not and is given up (nothing moved, nothing owed by it). Only a sent one can be there."""
+    where = [PointMovement.id == movement_id, PointMovement.shop_id == shop_id,
+             PointMovement.state == S.NEEDS_REVIEW, PointMovement.kind != K.CONVERSION_DEDUCTION]
+    if applied:
+        values: dict[str, Any] = {"state": S.APPLIED, "applied_at": utcnow()}
+        where.append(PointMovement.sent_points.is_not(None))
+    else:
+        values = {"state": S.REFUSED, "owed_change": 0}
+    customer_id = session.execute(update(PointMovement).where(*where).values(
+        leased_until=None, next_attempt_at=None, updated_at=utcnow(), error="resolved by the merchant", **values)
+        .returning(PointMovement.shopify_customer_id)).scalar()
+    if customer_id is None:
+        return False
+    _wake_waiting(session, shop_id, customer_id)
+    log.info("movement.resolved", extra={"movement_id": movement_id, "applied": applied})
+    return True

@@ -1,9 +1,20 @@
 """Smaregi's per-contract limit, kept across every web and worker process through the database.
 
-Each request takes a slot in the counter row for (contract, read|write, current clock second);
-the worker's scheduler deletes old rows.
-An atomic upsert returns the new count; over the limit, the caller waits for the next second.
-A 429 from Smaregi sets `paused_until` on the contract, which every process honours.
+Each request takes a slot in the counter row for (contract, read|write, current clock second) with
+one conditional upsert (one statement, one transaction): the row's count goes up only while it is
+below the caller's ceiling, so waiting never counts against anyone. The worker's scheduler deletes
+old rows.
+
+Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
+waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
+slot), and that share only from LATE_S into the second, when no shopper has taken it. A shopper therefore never waits on
+background work, except one arriving late in a second that background just filled (then it waits
+for the next second: at most 1 - EDGE_GUARD_S - LATE_S).
+
+A 429 from Smaregi fills every slot of the seconds Retry-After covers, for reads and writes: every
+process sees a full contract, through the same single statement, until the pause is over; only a
+caller that found its second full reads the contract's `paused_until`, to wait the pause out at once
+(or give up when it is longer than the caller's deadline).
 """
 from __future__ import annotations
 
@@ -12,13 +23,13 @@ import logging
 import math
 import random
 import time
-from datetime import timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database, insert_ignoring_conflict
-from ..models import RateSlot, SmaregiContract, utcnow
+from ..models import RateSlot, SmaregiContract
 from .errors import ContractPaused
 
 log = logging.getLogger(__name__)
@@ -26,63 +37,73 @@ log = logging.getLogger(__name__)
 # A request sent in the last few ms of a second may arrive in the next one by Smaregi's clock;
 # such requests take a slot of the next second instead.
 EDGE_GUARD_S = 0.03
-SHOPPER_SHARE = 0.1  # of each second's slots, kept for requests a shopper is waiting on
+# Background requests wait in a busy worker between their slot and the wire: their guard is wider.
+BACKGROUND_EDGE_GUARD_S = 0.1
+SHOPPER_SHARE = 0.1  # of each second's slots (at least one), kept for shoppers until LATE_S
+LATE_S = 0.8  # into the second: reserved slots no shopper took go to background work
+PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
+JITTER_S = 0.01
 
 
 class RateLimiter:
     def __init__(self, db: Database, reads_per_s: int, writes_per_s: int, clock=time.time, sleep=time.sleep):
         self.db = db
+        # On Postgres the slot's upsert is its own transaction: one round trip, no BEGIN/COMMIT.
+        # (SQLite's transactions are local calls, and its BEGIN IMMEDIATE serialises writers.)
+        self._slots = db.engine.execution_options(isolation_level="AUTOCOMMIT") if db.is_postgres else db.engine
         self.limits = {"read": reads_per_s, "write": writes_per_s}
         self.clock = clock
         self.sleep = sleep
 
     def acquire(self, contract_id: str, kind: str, deadline: float | None = None, background: bool = False) -> None:
         """Block until a slot is ours. Raise ContractPaused if that would pass `deadline` (monotonic).
-        `background` work (point grants, give-backs nobody waits for) leaves SHOPPER_SHARE of each
-        second to the shoppers' conversions and balance reads."""
+        `background`: nobody waits on this request, so shoppers' requests go first."""
         limit = self.limits[kind]
-        if background and limit > 1:
-            limit -= max(1, math.ceil(limit * SHOPPER_SHARE))
+        early = limit - max(1, math.ceil(limit * SHOPPER_SHARE)) if background else limit
+        edge = BACKGROUND_EDGE_GUARD_S if background else EDGE_GUARD_S
         while True:
             now = self.clock()
             second = int(now)
-            if now - second > 1 - EDGE_GUARD_S:
+            if now - second > 1 - edge:
                 second += 1
-            pause, used = self._take(contract_id, kind, second, now, limit if background else None)
-            if pause > 0:
-                self._wait(pause + random.uniform(0, 0.01), deadline)
-                continue
-            if used <= limit:
+            late = now >= second + LATE_S
+            ceiling = limit if late else early
+            if ceiling > 0 and self._take(contract_id, kind, second, ceiling):
                 if second > now:
                     self._wait(second - now, deadline)
                 return
-            self._wait(second + 1 - now + random.uniform(0, 0.01), deadline)  # this second is full
+            # Full up to our ceiling: background tries the reserved slots late in this second; a
+            # contract Smaregi paused waits the pause out (or gives up at once if it is too long).
+            retry_at = second + 1 if ceiling == limit else second + LATE_S
+            wait = max(retry_at - now, self._paused_for(contract_id))
+            self._wait(wait + random.uniform(0, JITTER_S), deadline)
 
     def pause(self, contract_id: str, seconds: float) -> None:
         """Smaregi said 429: every process stops sending to this contract for `seconds`."""
-        until = utcnow() + timedelta(seconds=seconds)
+        now = self.clock()
+        covered = range(int(now), math.ceil(now + seconds))
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
-                            .values(paused_until=until))
+                            .values(paused_until=datetime.fromtimestamp(now + seconds, UTC)))
+            conn = session.connection()
+            fill = _statements(conn.dialect.name)[1]
+            conn.execute(fill, [{"contract_id": contract_id, "kind": kind, "second": second}
+                                for kind in self.limits for second in covered])
         log.warning("smaregi.contract_paused", extra={"contract_id": contract_id, "seconds": seconds})
 
-    def _take(self, contract_id: str, kind: str, second: int, now: float, below: int | None) -> tuple[float, int]:
-        """One transaction: how long the contract is paused for, else our place in this second.
-        `below`: take a slot only while fewer than this are taken (background work must not
-        count its waiting against a shopper's place in the second)."""
+    def _take(self, contract_id: str, kind: str, second: int, ceiling: int) -> bool:
+        """One statement: a slot of `second` if fewer than `ceiling` are taken."""
+        with self._slots.begin() as conn:
+            take = _statements(conn.dialect.name)[0]
+            return conn.execute(take, {"contract_id": contract_id, "kind": kind, "second": second,
+                                       "ceiling": ceiling}).first() is not None
+
+    def _paused_for(self, contract_id: str) -> float:
         with self.db.transaction() as session:
-            conn = session.connection()
-            paused, take, take_below = _statements(conn.dialect.name)
-            until = conn.execute(paused, {"contract_id": contract_id}).scalar()
-            pause = max(0.0, until.timestamp() - now) if until is not None else 0.0
-            if pause > 0:
-                return pause, 0
-            params = {"contract_id": contract_id, "kind": kind, "second": second}
-            if below is None:
-                return 0.0, conn.execute(take, params).scalar_one()
-            used = conn.execute(take_below, {**params, "below": below}).scalar()
-            return 0.0, below + 1 if used is None else used
+            until = session.scalar(select(SmaregiContract.paused_until)
+                                   .where(SmaregiContract.contract_id == contract_id))
+        return max(0.0, until.timestamp() - self.clock()) if until is not None else 0.0
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
         if deadline is not None and time.monotonic() + seconds > deadline:
@@ -94,17 +115,17 @@ class RateLimiter:
 def _statements(dialect: str):
     """Built once: every Smaregi call passes through here, and building statements costs more than
     running them."""
-    contracts, slots = SmaregiContract.__table__, RateSlot.__table__
-    paused = select(contracts.c.paused_until).where(contracts.c.contract_id == bindparam("contract_id"))
+    slots = RateSlot.__table__
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    take = insert(slots).values(contract_id=bindparam("contract_id"), kind=bindparam("kind"),
-                                second=bindparam("second"), used=1)
-    take_below = take.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
-                                            set_={"used": slots.c.used + 1},
-                                            where=slots.c.used < bindparam("below")).returning(slots.c.used)
-    take = take.on_conflict_do_update(index_elements=["contract_id", "kind", "second"],
-                                      set_={"used": slots.c.used + 1}).returning(slots.c.used)
-    return paused, take, take_below
+    row = insert(slots).values(contract_id=bindparam("contract_id"), kind=bindparam("kind"),
+                               second=bindparam("second"))
+    key = ["contract_id", "kind", "second"]
+    # A fresh row starts at 1 (every ceiling is at least 1); a paused second is never fresh.
+    take = row.values(used=1).on_conflict_do_update(
+        index_elements=key, set_={"used": slots.c.used + 1},
+        where=slots.c.used < bindparam("ceiling")).returning(slots.c.used)
+    fill = row.values(used=PAUSED).on_conflict_do_update(index_elements=key, set_={"used": PAUSED})
+    return take, fill
 
 
 def ensure_contract(session, contract_id: str) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from sqlalchemy import delete, or_, update
@@ -129,9 +129,18 @@ def release_all(services: Services, owner: str) -> int:
                                .values(leased_until=None, lease_owner=None)).rowcount
 
 
-def run_due(services: Services, owner: str) -> list[str]:
-    ran = []
+# Run by the worker in a thread of their own: a long periodic job (a directory import, an audit
+# reading every member) must not stall the point movements a backlog of orders is waiting on.
+OWN_THREAD = ("online_earning",)
+
+
+def run_due(services: Services, owner: str, names: Iterable[str] | None = None) -> dict[str, float]:
+    """Run the due jobs (of `names`, else all); returns each one run and how soon it wants to run
+    again (0: work is left)."""
+    ran: dict[str, float] = {}
     for name, job in JOBS.items():
+        if names is not None and name not in names:
+            continue
         if not claim(services, name, owner):
             continue
         error = None
@@ -141,7 +150,7 @@ def run_due(services: Services, owner: str) -> list[str]:
             log.exception("scheduler.job_failed", extra={"job": name, "worker": owner})
             again, error = 60, type(exc).__name__
         release(services, name, again, error)
-        ran.append(name)
+        ran[name] = again
     return ran
 
 

@@ -46,6 +46,7 @@ POLL_S = 0.5  # SQLite, or when no NOTIFY arrives
 CALL_BUDGET_S = 20.0  # per member: a worker may wait on Smaregi; a 429 pause longer than this moves on
 RESUME_EVERY_S = 5.0
 ERROR_BACKOFF_S = (0.5, 1, 2, 5, 10, 30)  # after consecutive loop errors (database down, connection lost)
+JOBS_ERROR_PAUSE_S = 1.0  # the own-thread jobs after an error (their next run reconnects)
 STOP_GRACE_S = 8.0  # SIGTERM → exit within 10 s; a job still running then is left leased for another worker
 # The database went away or dropped our connection: nothing about the link, so it is not the link's
 # attempt; the loop backs off, reconnects and the link is claimed again.
@@ -81,6 +82,7 @@ class Worker:
         self.s = services
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._last_resume = 0.0
+        self._job_due: dict[str, float] = {}  # monotonic moment each job asked to run again
         self.imports = Importer(services, self.name, self.process)
 
     # -- the loop -------------------------------------------------------------------------------
@@ -90,6 +92,8 @@ class Worker:
         periodic jobs this worker had claimed are handed back so that they do not wait for their
         leases to run out."""
         log.info("worker.started", extra={"worker": self.name})
+        lane = threading.Thread(target=self._own_thread_jobs, args=(stop,), name="jobs", daemon=True)
+        lane.start()
         listener: _Listener | None = None
         errors = 0
         try:
@@ -100,14 +104,16 @@ class Worker:
                         scheduler.release_all(self.s, self.name)
                     if listener is None and self.s.db.is_postgres:
                         listener = _Listener(self.s.db.url)
-                    self.housekeeping()
-                    busy = self.drain(stop=stop) or self.imports.step()  # live syncs first, then an import step
+                    # A job with work left (a backlog of point movements) runs again without a pause,
+                    # and an idle wait never outlasts the moment a job asked to run again.
+                    job_in_s = self.housekeeping()
+                    busy = self.drain(stop=stop) or self.imports.step() or job_in_s <= 0  # live syncs first
                     errors = 0
                     if not busy:
                         if listener:
-                            listener.wait(POLL_S * 4)
+                            listener.wait(min(POLL_S * 4, job_in_s))
                         else:
-                            stop.wait(POLL_S)
+                            stop.wait(min(POLL_S, job_in_s))
                 except Exception as exc:
                     errors += 1
                     pause = ERROR_BACKOFF_S[min(errors, len(ERROR_BACKOFF_S)) - 1]
@@ -122,12 +128,42 @@ class Worker:
                 listener.close()
             log.info("worker.stopped", extra={"worker": self.name})
 
-    def housekeeping(self) -> None:
+    def housekeeping(self) -> float:
+        """Periodic jobs; returns how soon one of those this worker ran wants to run again."""
         now = time.monotonic()
         if now - self._last_resume >= RESUME_EVERY_S:
             self._last_resume = now
             resume_paused(self.s)
-        scheduler.run_due(self.s, self.name)
+        ran = scheduler.run_due(self.s, self.name, [n for n in scheduler.JOBS if n not in scheduler.OWN_THREAD])
+        if any(again <= 0 for again in ran.values()):
+            return 0.0
+        now = time.monotonic()
+        self._job_due = {name: at for name, at in self._job_due.items() if at > now}  # (past: another's turn)
+        self._job_due.update({name: now + again for name, again in ran.items()})
+        return min(self._job_due.values(), default=now + POLL_S * 4) - now
+
+    def _own_thread_jobs(self, stop: threading.Event) -> None:
+        """scheduler.OWN_THREAD's jobs, again as soon as they ask; woken like the loop."""
+        listener: _Listener | None = None
+        while not stop.is_set():
+            try:
+                if listener is None and self.s.db.is_postgres:
+                    listener = _Listener(self.s.db.url)
+                ran = scheduler.run_due(self.s, self.name, scheduler.OWN_THREAD)
+                wait = min(ran.values(), default=POLL_S)
+                if wait > 0 and listener:
+                    listener.wait(wait)
+                elif wait > 0:
+                    stop.wait(wait)
+            except Exception as exc:
+                log.warning("worker.jobs_error", exc_info=True, extra={"worker": self.name,
+                                                                        "error": type(exc).__name__})
+                if listener:
+                    listener.close()
+                    listener = None
+                stop.wait(JOBS_ERROR_PAUSE_S)
+        if listener:
+            listener.close()
 
     def drain(self, limit: int = BATCH, stop: threading.Event | None = None) -> int:
         """Claim and work one batch. Asked to stop, it hands back the jobs it has not begun."""

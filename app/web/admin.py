@@ -145,6 +145,25 @@ def review(shop, conversion_id: str):
     return jsonify({"resolved": True})
 
 
+@bp.get("/movements/review")
+@authenticated
+def movements_to_review(shop):
+    return jsonify({"movements": merchant.movements_to_review(services(), shop)})
+
+
+MOVEMENT_ACTIONS = ("recheck", "retry", "applied", "not_applied")
+
+
+@bp.post("/movements/<movement_id>/<action>")
+@authenticated
+def decide_movement(shop, movement_id: str, action: str):
+    if action not in MOVEMENT_ACTIONS:
+        raise NotFound("No such action.")
+    if len(movement_id) > 64 or not merchant.decide_movement(services(), shop, movement_id, action):
+        raise NotFound("No point movement of this shop awaiting review (or not this action).")
+    return jsonify({"done": True})
+
+
 @bp.get("/customers")
 @authenticated
 def customers(shop):
