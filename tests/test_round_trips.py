@@ -17,12 +17,12 @@ from .conftest import SHOP
 from .helpers import customer, deliver, proxy_url
 from .test_conversions import TARO, Given
 
-# (statements, transactions) at most. Each Smaregi call takes a rate-limit slot: today 2 statements
-# in 1 transaction (app/smaregi/ratelimit.py). On SQLite the saga's write-ahead movement is a second
+# (statements, transactions) at most. Each Smaregi call takes a rate-limit slot: one statement in
+# one transaction (app/smaregi/ratelimit.py). On SQLite the saga's write-ahead movement is a second
 # statement where Postgres runs one (a CTE).
-LIVE_BALANCE = (13, 5)  # context 6 (1 tx), 3 slots 6 (3 tx), the snapshot 1 (1 tx)
+LIVE_BALANCE = (10, 5)  # context 6 (1 tx), 3 slots 3 (3 tx), the snapshot 1 (1 tx)
 CACHED_BALANCE = (5, 1)
-CONVERSION = {"postgresql": (11, 6), "sqlite": (14, 6)}
+CONVERSION = {"postgresql": (9, 6), "sqlite": (12, 6)}
 WEBHOOK_ACK = (3, 1)
 
 
