@@ -24,6 +24,7 @@ LIVE_BALANCE = (10, 5)  # context 6 (1 tx), 3 slots 3 (3 tx), the snapshot 1 (1 
 CACHED_BALANCE = (5, 1)
 CONVERSION = {"postgresql": (9, 6), "sqlite": (12, 6)}
 WEBHOOK_ACK = (3, 1)
+ORDER_ACK = (2, 1)  # the order's upsert finds its shop and notifies the worker itself
 
 
 @pytest.fixture
@@ -84,6 +85,17 @@ def test_a_webhook_ack_is_within_its_round_trips(given):
     assert resp.status_code == 200
     statements, transactions = counts(resp)
     assert statements <= WEBHOOK_ACK[0] and transactions <= WEBHOOK_ACK[1], (statements, transactions)
+
+
+def test_an_order_webhook_ack_is_within_its_round_trips(given):
+    from .test_online_earning import order
+
+    secret = given.services.config.shopify_api_secret
+    assert deliver(given.client, secret, "orders/paid", order(minutes=1)).status_code == 200
+    resp = deliver(given.client, secret, "orders/updated", order(minutes=2))
+    assert resp.status_code == 200
+    statements, transactions = counts(resp)
+    assert statements <= ORDER_ACK[0] and transactions <= ORDER_ACK[1], (statements, transactions)
 
 
 def test_every_response_says_where_its_time_went_and_nothing_else(given):
