@@ -372,3 +372,22 @@ def test_F4_a_refused_key_with_another_amount_is_invalid_and_a_pos_outage_is_not
     shopper.smaregi.faults.clear()
     again = shopper.convert(500, key="f4-key-00000003")
     assert again.status_code == 201 and shopper.balance() == 750
+
+
+# F8, the other half: a planned give-back whose member has gone from Smaregi is not retried for
+# ever out of sight: it waits for the merchant, with its points, on the review list.
+def test_F8_a_movement_whose_member_is_gone_waits_for_the_merchant(shopper):  # noqa: F811
+    coupon = _coupon(shopper)
+    shopper.smaregi.delete_member(CONTRACT, shopper.taro["customerId"])  # deleted, the app not yet told
+    assert shopper.hand_back(coupon["id"]).status_code == 200  # the code is withdrawn; the points are planned
+    shopper.settle()
+    [give_back] = [m for m in shopper.moves() if m.kind == "give_back"]
+    assert give_back.state == "needs_review" and "no longer in Smaregi" in give_back.error
+
+
+# F8, and a conversion by a member deleted at the register (the app not yet told) is not_registered.
+def test_F8_a_conversion_by_a_member_gone_from_smaregi_deducts_nothing(shopper):  # noqa: F811
+    shopper.smaregi.delete_member(CONTRACT, shopper.taro["customerId"])
+    resp = shopper.convert(500)
+    assert resp.status_code in (404, 422, 503), resp.json  # refused before anything is reserved
+    assert shopper.active_codes() == []

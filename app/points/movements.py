@@ -57,7 +57,7 @@ RECONCILE_BUDGET_S = 3.0
 BACKGROUND_BUDGET_S = 10.0
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 12  # refusals and proved-absent sends; then a person looks (needs_review)
-NOT_APPLIED_RETRY = timedelta(seconds=60)
+NOT_APPLIED_RETRY = timedelta(seconds=60)  # the longest wait after a send that provably did nothing
 WAIT_FOR_MEMBER = timedelta(seconds=30)
 
 
@@ -98,6 +98,7 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # 400: a business rule (e.g. not enough points); nothing applied
     NOT_APPLIED = "not_applied"  # 429, paused, never connected: provably nothing applied
     AMBIGUOUS = "ambiguous"  # timeout or 5xx: maybe applied; reconcile, never resend
+    MEMBER_GONE = "member_gone"  # 404: the member was deleted at the register; nothing applied
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def send_change(client: SmaregiClient, smaregi_customer_id: str, delta: int, *, 
         return Sent(Outcome.NOT_APPLIED, error=type(exc).__name__)
     except (SmaregiTimeout, SmaregiServerError) as exc:
         return Sent(Outcome.AMBIGUOUS, error=type(exc).__name__)
-    except SmaregiError as exc:  # 401/403/404 after the client's own retry: not applied
+    except SmaregiNotFound:
+        return Sent(Outcome.MEMBER_GONE, error="SmaregiNotFound")
+    except SmaregiError as exc:  # 401/403 after the client's own retry: not applied
         return Sent(Outcome.NOT_APPLIED, error=f"{type(exc).__name__} {exc.status}")
     return Sent(Outcome.APPLIED, change)
 
@@ -291,10 +294,19 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
         log.info("movement.not_applied", extra={"movement_id": m.id, "error": sent.error})
         return _set(services, m, S.SENDING, state=S.PLANNED, sent_points=None, owed_change=0, sent_at=None,
                     leased_until=None, error=sent.error,
-                    next_attempt_at=utcnow() + (timedelta(0) if sent.throttled else NOT_APPLIED_RETRY))
+                    next_attempt_at=utcnow() + (timedelta(0) if sent.throttled else _not_applied_retry(m)))
+    if sent.outcome == Outcome.MEMBER_GONE:  # no retry can land it: the merchant decides
+        return _review(services, m, "The member is no longer in Smaregi (withdrawn or deleted at the register).")
     # Smaregi said no: plan again (a take-back re-reads the balance; it said no because it changed).
     log.info("movement.refused_once", extra={"movement_id": m.id, "error": sent.error})
     return _back_to_planned(services, m, sent.error)
+
+
+def _not_applied_retry(m: PointMovement) -> timedelta:
+    """A blip (one refused connection) is tried again within seconds, a long outage once a minute:
+    the wait grows with the time the movement has been waiting, with no attempt used up."""
+    waited = utcnow() - m.created_at
+    return max(timedelta(seconds=1), min(NOT_APPLIED_RETRY, waited / 4))
 
 
 IN_FLIGHT = "waiting for another change of this member to be decided"

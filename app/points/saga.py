@@ -151,6 +151,9 @@ class Saga:
         if sent.outcome == Outcome.NOT_APPLIED:
             log.warning("conversion.deduction_failed", extra={"conversion_id": c.id, "error": sent.error})
             return self._start_compensation(c, "pos_unavailable", from_status="deducting")
+        if sent.outcome == Outcome.MEMBER_GONE:
+            log.warning("conversion.member_gone", extra={"conversion_id": c.id})
+            return self._start_compensation(c, "not_registered", from_status="deducting")
         if sent.outcome == Outcome.AMBIGUOUS:
             log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
