@@ -3,6 +3,9 @@
 R1  An ambiguous conversion deduction, reconciled in the shopper's request, adopts the Smaregi
     transaction of an undecided take-back of the same size: the code goes out backed by the
     take-back's points, and the take-back is later re-sent against a balance that no longer has them.
+R2  When the take-back's own answer then arrives, release_claim puts the conversion's deduction
+    movement in needs_review but leaves the conversion `completed` with a usable code: nothing
+    deducted for it and no review list shows it.
 """
 from __future__ import annotations
 
@@ -47,3 +50,40 @@ def test_r1_an_ambiguous_deduction_does_not_adopt_an_undecided_take_backs_transa
     assert resp.status_code == 504 and c.status != "completed"
     with given.services.db.transaction() as s:
         assert s.get(PointMovement, take_back).state == MovementState.SENDING
+
+
+def test_r2_a_conversion_whose_adopted_transaction_is_released_is_not_left_completed_unseen(given):
+    """R2: the take-back's answer arrives after the conversion adopted its transaction. release_claim
+    sends the conversion's deduction movement to needs_review, but the conversion stays `completed`
+    with its code usable, and no review list shows it (to_review leaves conversion deductions out;
+    the conversions' review lists only conversions in needs_review)."""
+    import threading
+    from datetime import date
+
+    from app.points import movements
+
+    with given.services.db.transaction() as s:
+        shop_id = s.scalar(select(Shop.id))
+        take_back = movements.plan(s, shop_id=shop_id, customer_id=TARO, kind=MovementKind.TAKE_BACK,
+                                   reason=MovementReason.PURCHASE_REVERSAL, points=-500, order_id=4242).id
+    # The take-back's point/add is applied at once but its answer takes 2 s.
+    given.smaregi.add_fault(match=r"POST .*/point/add", stall_after_apply_s=2, count=1)
+    worker = threading.Thread(target=movements.drive, args=(given.services, take_back,
+                                                             movements.Target(CONTRACT, None, date.today())))
+    worker.start()
+    time.sleep(0.7)
+    assert len(given.deductions()) == 1  # applied in Smaregi, answer on its way
+    given.smaregi.add_fault(match=r"POST .*/point/add", status=503, count=1)  # the conversion's is lost
+    resp = given.convert(500)
+    worker.join()
+    [c] = given.ledger()
+    assert given.balance() == 750 and len(given.deductions()) == 1  # one deduction: the take-back's
+    with given.services.db.transaction() as s:
+        assert s.get(PointMovement, take_back).state == MovementState.APPLIED
+        deduction = s.scalar(select(PointMovement).where(PointMovement.conversion_id == c.id))
+        assert deduction.state == MovementState.NEEDS_REVIEW  # released: not backed by any deduction
+    with given.services.db.transaction() as s:
+        listed = [m.id for m in movements.to_review(s, shop_id)]
+    # Observed: the conversion is still `completed`, its code active, and no review list shows it.
+    assert c.status == "needs_review" or deduction.id in listed, \
+        f"code out without a deduction, shown to nobody ({c.status}, {len(given.active_codes())} active code)"
