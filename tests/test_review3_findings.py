@@ -9,6 +9,7 @@ R2  When the take-back's own answer then arrives, release_claim puts the convers
 """
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -87,3 +88,20 @@ def test_r2_a_conversion_whose_adopted_transaction_is_released_is_not_left_compl
     # Observed: the conversion is still `completed`, its code active, and no review list shows it.
     assert c.status == "needs_review" or deduction.id in listed, \
         f"code out without a deduction, shown to nobody ({c.status}, {len(given.active_codes())} active code)"
+
+
+def test_r3_a_lone_surrogate_is_a_clear_400_not_a_500(given):
+    """R3: app/web/inbound.py turns NUL into 400, but JSON may also carry a lone surrogate
+    (`\\ud800`), which neither Postgres nor SQLite's UTF-8 can store."""
+    from app.dev.signing import app_home_id_token
+
+    from .conftest import SHOP
+    from .test_admin import VALID
+
+    key = given.convert(0, body={"points": 100, "idempotency_key": "k\ud800ey"})
+    assert key.status_code in (400, 422), key.status_code
+    token = app_home_id_token(given.services.config.shopify_api_key, given.services.config.shopify_api_secret, SHOP)
+    body = json.dumps({**VALID, "blank_name_placeholder": "未入力\ud800"})
+    resp = given.client.put("/admin/api/settings", data=body, content_type="application/json",
+                            headers={"Authorization": f"Bearer {token}"})
+    assert resp.status_code in (400, 422), resp.status_code
