@@ -6,6 +6,9 @@ R1  An ambiguous conversion deduction, reconciled in the shopper's request, adop
 R2  When the take-back's own answer then arrives, release_claim puts the conversion's deduction
     movement in needs_review but leaves the conversion `completed` with a usable code: nothing
     deducted for it and no review list shows it.
+R3  A lone surrogate (JSON `\ud800`) in the admin's settings is a 500, not a clear 400.
+R4  The expiry back-off and the metafield retry share Conversion.attempts: after hours of failed
+    withdrawals an expired coupon's `loyalty.coupons` entry is never rewritten.
 """
 from __future__ import annotations
 
@@ -105,3 +108,39 @@ def test_r3_a_lone_surrogate_is_a_clear_400_not_a_500(given):
     resp = given.client.put("/admin/api/settings", data=body, content_type="application/json",
                             headers={"Authorization": f"Bearer {token}"})
     assert resp.status_code in (400, 422), resp.status_code
+
+
+
+def test_r4_an_expired_coupon_whose_withdrawal_failed_for_hours_still_shows_expired_in_its_metafield(given):
+    """R4: the expiry back-off counts its failures in Conversion.attempts, the counter the sweeper
+    also uses to stop retrying the `loyalty.coupons` entry (attempts < MAX_SWEEP_ATTEMPTS). After a
+    few hours of failed withdrawals the give-back succeeds, but the coupon's entry is never rewritten:
+    the customer's account keeps showing an expired code as usable."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.points.returns import give_back_expired
+    from app.points.saga import sweep
+
+    from .conftest import SHOP
+
+    assert given.convert(500).status_code == 201
+    with given.services.db.transaction() as s:  # expired; seven withdrawals failed already (≈ 2 h)
+        s.execute(update(Conversion).values(expires_at=utcnow() - timedelta(hours=2), attempts=7))
+    given.shopify.add_fault(match="PointbridgeDeleteCode", status=500)
+    given.shopify.add_fault(match="PointbridgeDeactivateCode", status=500)
+    give_back_expired(given.services)  # the eighth
+    with given.shopify.lock:
+        given.shopify.faults.clear()
+    with given.services.db.transaction() as s:  # its hour of back-off passes; Shopify answers again
+        s.execute(update(Conversion).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+    give_back_expired(given.services)
+    [c] = given.ledger()
+    assert c.status == "expired"
+    for _ in range(2):
+        with given.services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(given.services)
+    coupons = json.loads(given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")["value"])
+    assert [entry["status"] for entry in coupons] == ["expired"], coupons
