@@ -9,6 +9,8 @@ R2  When the take-back's own answer then arrives, release_claim puts the convers
 R3  A lone surrogate (JSON `\ud800`) in the admin's settings is a 500, not a clear 400.
 R4  The expiry back-off and the metafield retry share Conversion.attempts: after hours of failed
     withdrawals an expired coupon's `loyalty.coupons` entry is never rewritten.
+R5  The import's bulk e-mail link races a live sync of another customer with that e-mail: both
+    Shopify customers end linked to one store member.
 """
 from __future__ import annotations
 
@@ -144,3 +146,44 @@ def test_r4_an_expired_coupon_whose_withdrawal_failed_for_hours_still_shows_expi
         sweep(given.services)
     coupons = json.loads(given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")["value"])
     assert [entry["status"] for entry in coupons] == ["expired"], coupons
+
+
+def test_r5_two_shopify_customers_never_end_linked_to_one_store_member(make_services, db_url, smaregi_em, shopify_em):
+    """R5: the import's bulk link (TO_LINK) is checked against the links just before it is sent, but
+    Smaregi applies a bulk request later. A live customer with the same verified e-mail, synced in
+    that gap, links the same store member by the live rules (nobody has it yet); then the bulk update
+    gives the member the imported customer's code, the re-read confirms it, and both Shopify customers
+    share one Smaregi member: one can spend the other's points. (Shopify keeps customer e-mails unique
+    in a shop, so in production this needs an e-mail to move from the exported customer to a new one
+    during the import; the gap is Smaregi's bulk latency plus up to CALLBACK_WAIT_S.)"""
+    from .helpers import customer as webhook_payload
+    from .import_support import make_world
+    from .test_customer_import import BASE
+    from .test_member_sync import queue_customer
+
+    gen = make_world(make_services, db_url, smaregi_em, shopify_em)
+    world = next(gen)
+    try:
+        em = world.smaregi
+        world.install()
+        store = em.add_member(CONTRACT, customerCode="S-1", lastName="佐藤", firstName="花子",
+                              mailAddress="hanako@example.com", points=300)
+        world.customer(BASE, email="hanako@example.com", last="佐藤", first="花子")
+        world.directory_ready()
+        from app.sync import customer_import
+
+        customer_import.start(world.services.db, world.shop_id)
+        em.bulk_delay_s = 1.5  # Smaregi applies the bulk update a moment after accepting it
+        world.run(until=lambda: em.stats["bulk_requests"] >= 1)
+        live = 9_100_000_000_002  # a new customer, same verified e-mail, arrives meanwhile
+        queue_customer(world.services, webhook_payload(live, email="hanako@example.com"))
+        world.run(until=lambda: world.links()[live].state in ("synced", "conflict", "held"))
+        final = world.run()
+        links = world.links()
+        sharing = [cid for cid, link in links.items() if link.smaregi_customer_id == store["customerId"]]
+        assert final.state == "done"
+        assert len(sharing) <= 1, (f"customers {sharing} all linked to store member {store['customerId']} "
+                                   f"(its code now {em.contracts[CONTRACT].customers[store['customerId']]['customerCode']}; "
+                                   f"member codes {[links[c].member_code for c in sharing]})")
+    finally:
+        gen.close()
