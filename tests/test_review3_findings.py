@@ -18,13 +18,19 @@ import json
 import time
 import uuid
 
+import pytest
 from sqlalchemy import select
 
 from app.models import Conversion, PointMovement, Shop, utcnow
 from app.points.movements import MovementKind, MovementReason, MovementState
 
 from .conftest import CONTRACT
-from .test_conversions import TARO, given  # noqa: F401 (fixture)
+from .test_conversions import TARO, Given
+
+
+@pytest.fixture
+def given(services, smaregi_em, shopify_em):
+    return Given(services, smaregi_em[0], shopify_em[0])
 
 
 def _undecided_take_back(given, points: int) -> str:
@@ -82,6 +88,7 @@ def test_r2_a_conversion_whose_adopted_transaction_is_released_is_not_left_compl
     given.smaregi.add_fault(match=r"POST .*/point/add", status=503, count=1)  # the conversion's is lost
     resp = given.convert(500)
     worker.join()
+    assert resp.status_code == 201  # R1: it adopted the take-back's transaction
     [c] = given.ledger()
     assert given.balance() == 750 and len(given.deductions()) == 1  # one deduction: the take-back's
     with given.services.db.transaction() as s:
