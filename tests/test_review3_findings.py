@@ -25,6 +25,7 @@ from app.models import Conversion, PointMovement, Shop, utcnow
 from app.points.movements import MovementKind, MovementReason, MovementState
 
 from .conftest import CONTRACT
+from .helpers import proxy_url
 from .test_conversions import TARO, Given
 
 
@@ -88,18 +89,38 @@ def test_r2_a_conversion_whose_adopted_transaction_is_released_is_not_left_compl
     given.smaregi.add_fault(match=r"POST .*/point/add", status=503, count=1)  # the conversion's is lost
     resp = given.convert(500)
     worker.join()
-    assert resp.status_code == 201  # R1: it adopted the take-back's transaction
+    # With R1 fixed the conversion no longer adopts the take-back's transaction: it stays undecided.
+    assert resp.status_code == 504, resp.json
     [c] = given.ledger()
-    assert given.balance() == 750 and len(given.deductions()) == 1  # one deduction: the take-back's
+    assert c.status == "deducting" and len(given.deductions()) == 1  # one deduction: the take-back's
     with given.services.db.transaction() as s:
         assert s.get(PointMovement, take_back).state == MovementState.APPLIED
-        deduction = s.scalar(select(PointMovement).where(PointMovement.conversion_id == c.id))
-        assert deduction.state == MovementState.NEEDS_REVIEW  # released: not backed by any deduction
+
+
+def test_r2_a_released_claim_takes_its_conversion_back_to_undecided_and_the_sweeper_decides(given):
+    """R2: when a transaction a conversion adopted proves to be another change's, the conversion is
+    not left `completed` (a code backed by nothing): it is undecided again, its code hidden, and the
+    sweeper reconciles it."""
+    from sqlalchemy import update
+
+    from app.points import movements
+    from app.points.saga import sweep
+
+    assert given.convert(500).status_code == 201
+    [c] = given.ledger()
     with given.services.db.transaction() as s:
-        listed = [m.id for m in movements.to_review(s, shop_id)]
-    # Observed: the conversion is still `completed`, its code active, and no review list shows it.
-    assert c.status == "needs_review" or deduction.id in listed, \
-        f"code out without a deduction, shown to nobody ({c.status}, {len(given.active_codes())} active code)"
+        shop_id = s.scalar(select(Shop.id))
+    movements.release_claim(given.services, shop_id, c.smaregi_transaction_ids[-1])
+    [c] = given.ledger()
+    assert c.status == "deducting"
+    [listed] = given.client.get(proxy_url(given.services.config.shopify_api_secret, "conversions", TARO)).json[
+        "conversions"]
+    assert (listed["status"], listed["code"]) == ("pending", None)
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+    sweep(given.services)  # nobody else claims the transaction: it is this conversion's after all
+    [c] = given.ledger()
+    assert c.status == "completed" and given.balance() == 750 and len(given.deductions()) == 1
 
 
 def test_r3_a_lone_surrogate_is_a_clear_400_not_a_500(given):

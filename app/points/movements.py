@@ -37,7 +37,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import BalanceSnapshot, MemberLink, PointMovement, utcnow
+from ..models import BalanceSnapshot, Conversion, MemberLink, PointMovement, utcnow
 from ..smaregi.client import PointChange, SmaregiClient
 from ..smaregi.errors import (
     ContractPaused,
@@ -57,7 +57,7 @@ RECONCILE_BUDGET_S = 3.0
 BACKGROUND_BUDGET_S = 10.0
 LEASE = timedelta(seconds=60)
 MAX_ATTEMPTS = 12  # refusals and proved-absent sends; then a person looks (needs_review)
-NOT_APPLIED_RETRY = timedelta(seconds=60)  # the longest wait after a send that provably did nothing
+NOT_APPLIED_FIRST_RETRY, NOT_APPLIED_RETRY = timedelta(seconds=1), timedelta(seconds=60)
 WAIT_FOR_MEMBER = timedelta(seconds=30)
 
 
@@ -143,10 +143,12 @@ def member_codes(client: SmaregiClient, smaregi_customer_id: str, known: str | N
 
 
 def find_applied(client: SmaregiClient, *, member_codes: list[str], smaregi_customer_id: str, delta: int,
-                 since: datetime, claimed: set[str], deadline: float, background: bool = False) -> str | None:
+                 since: datetime, claimed: set[str], deadline: float, background: bool = False,
+                 rivals: int = 0) -> str | None:
     """The transaction id of our change among the member's transactions since we sent it: an add
     (division 6) or subtract (division 7) of exactly this many points that no other movement of
-    ours has claimed. LookupError when two could be ours (a person has to look)."""
+    ours has claimed. LookupError when it cannot be told whose a match is: two match, or another
+    undecided change of ours of the same size (`rivals`, see undecided_like) could own it."""
     rows = {str(t["transactionHeadId"]): t for code in member_codes
             for t in client.list_transactions(customer_code=code, updated_from=since - timedelta(minutes=1),
                                               updated_to=utcnow(), deadline=deadline, background=background)}
@@ -157,6 +159,8 @@ def find_applied(client: SmaregiClient, *, member_codes: list[str], smaregi_cust
                and str(t["transactionHeadId"]) not in claimed]
     if len(matches) > 1:
         raise LookupError("more than one matching transaction")
+    if matches and rivals:
+        raise LookupError("another undecided change of the same size could own it")
     return matches[0] if matches else None
 
 
@@ -167,6 +171,21 @@ def claimed_transaction_ids(session: Session, shop_id: int, customer_id: int) ->
         PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
         PointMovement.smaregi_transaction_id.is_not(None))).all()
     return {str(t) for t in rows}
+
+
+def undecided_like(session: Session, shop_id: int, customer_id: int, delta: int, *,
+                   not_movement: str | None = None, not_conversion: str | None = None) -> int:
+    """Other changes of this member sent with the same points and not decided yet: until they are,
+    a matching transaction may be theirs (they have no transaction id to exclude)."""
+    query = select(func.count()).select_from(PointMovement).where(
+        PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer_id,
+        PointMovement.state == S.SENDING, PointMovement.sent_points == delta,
+        PointMovement.smaregi_transaction_id.is_(None))
+    if not_movement is not None:
+        query = query.where(PointMovement.id != not_movement)
+    if not_conversion is not None:
+        query = query.where(or_(PointMovement.conversion_id.is_(None), PointMovement.conversion_id != not_conversion))
+    return int(session.scalar(query) or 0)
 
 
 def applied_movements(session: Session, shop_id: int, customer_id: int | None = None,
@@ -303,10 +322,9 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
 
 
 def _not_applied_retry(m: PointMovement) -> timedelta:
-    """A blip (one refused connection) is tried again within seconds, a long outage once a minute:
-    the wait grows with the time the movement has been waiting, with no attempt used up."""
-    waited = utcnow() - m.created_at
-    return max(timedelta(seconds=1), min(NOT_APPLIED_RETRY, waited / 4))
+    """A blip (one refused connection) is tried again at once, an outage once a minute: the first
+    failure in a row is told apart by the movement carrying no error yet."""
+    return NOT_APPLIED_FIRST_RETRY if m.error is None else NOT_APPLIED_RETRY
 
 
 IN_FLIGHT = "waiting for another change of this member to be decided"
@@ -359,6 +377,7 @@ def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: floa
                background: bool) -> PointMovement:
     with services.db.transaction() as session:
         claimed = claimed_transaction_ids(session, m.shop_id, m.shopify_customer_id)
+        rivals = undecided_like(session, m.shop_id, m.shopify_customer_id, m.sent_points, not_movement=m.id)
         code = session.scalar(select(MemberLink.member_code).where(
             MemberLink.shop_id == m.shop_id, MemberLink.shopify_customer_id == m.shopify_customer_id))
     budget = min(deadline, time.monotonic() + RECONCILE_BUDGET_S)
@@ -366,8 +385,11 @@ def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: floa
         codes = member_codes(client, m.smaregi_customer_id, code or str(m.shopify_customer_id), deadline=budget)
         found = find_applied(client, member_codes=codes, smaregi_customer_id=m.smaregi_customer_id,
                              delta=m.sent_points, since=m.sent_at or m.created_at, claimed=claimed,
-                             deadline=budget, background=background)
-    except LookupError:
+                             deadline=budget, background=background, rivals=rivals)
+    except LookupError as exc:
+        if rivals and m.attempts + 1 < MAX_ATTEMPTS:  # decided once the other change is: look again then
+            return _set(services, m, S.SENDING, error=str(exc), attempts=m.attempts + 1, leased_until=None,
+                        next_attempt_at=utcnow() + timedelta(seconds=10))
         return _review(services, m, "Two transactions in Smaregi could be this change.")
     except SmaregiError as exc:
         return _later(services, m, f"transactions unreadable: {type(exc).__name__}", from_state=S.SENDING)
@@ -420,14 +442,21 @@ def _applied(services, movement_id: str, transaction_ids: list[str], balance_aft
 
 def release_claim(services, shop_id: int, transaction_id: str) -> None:
     """Smaregi answered that this transaction is another change's, so the movement that adopted it by
-    reconciliation was wrong: it is undecided again (a conversion's deduction, whose code is out
-    already, goes to a person)."""
+    reconciliation was wrong: it is undecided again. A conversion's deduction takes its conversion
+    with it, back to `deducting`: its code is hidden again and the sweeper reconciles it, completing
+    it or withdrawing the code (never a completed coupon that nothing backs)."""
     with services.db.transaction() as session:
-        session.execute(update(PointMovement).where(
+        released = session.execute(update(PointMovement).where(
             PointMovement.shop_id == shop_id, PointMovement.smaregi_transaction_id == transaction_id).values(
-            state=case((PointMovement.kind == K.CONVERSION_DEDUCTION, S.NEEDS_REVIEW.value), else_=S.SENDING.value),
-            smaregi_transaction_id=None, applied_at=None, leased_until=None, next_attempt_at=utcnow(),
-            error="The transaction it was reconciled with is another change's.", updated_at=utcnow()))
+            state=S.SENDING.value, smaregi_transaction_id=None, applied_at=None, leased_until=None,
+            next_attempt_at=utcnow(), error="The transaction it was reconciled with is another change's.",
+            updated_at=utcnow()).returning(PointMovement.conversion_id)).scalars().all()
+        conversions = [c for c in released if c is not None]
+        if conversions:
+            session.execute(update(Conversion).where(Conversion.id.in_(conversions),
+                                                     Conversion.status == "completed").values(
+                status="deducting", smaregi_transaction_ids=None, balance_after=None, leased_until=None,
+                metafield_recorded=False, next_attempt_at=utcnow(), updated_at=utcnow()))
     log.error("movement.claim_released", extra={"shop_id": shop_id, "transaction_id": transaction_id})
 
 

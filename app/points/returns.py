@@ -115,10 +115,12 @@ def _withdraw(services: Services, shop: str, c: Conversion) -> None:
 def _give_back(services: Services, c: Conversion, status: ConversionStatus, *, lease: bool) -> str | None:
     """completed → returned/expired with its give-back planned, or None if the conversion moved on."""
     with services.db.transaction() as session:
+        # attempts and next_attempt_at start afresh: the withdrawal's back-off must not use up the
+        # coupon entry's own retries.
         moved = session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED,
                                                          Conversion.order_id.is_(None))
                                 .values(status=status, points_returned=c.points, metafield_recorded=False,
-                                        next_attempt_at=None, updated_at=utcnow(),
+                                        next_attempt_at=None, attempts=0, updated_at=utcnow(),
                                         error_code=case((Conversion.error_code == WITHDRAW_FAILED, None),
                                                         else_=Conversion.error_code),
                                         error_message=case((Conversion.error_code == WITHDRAW_FAILED, None),

@@ -272,12 +272,14 @@ class Saga:
         """Our deduction among the member's transactions since we asked (movements.find_applied)."""
         with self.s.db.transaction() as session:
             claimed = movements.claimed_transaction_ids(session, c.shop_id, c.shopify_customer_id)
+            rivals = movements.undecided_like(session, c.shop_id, c.shopify_customer_id, -c.points,
+                                              not_conversion=c.id)
         client = self.s.smaregi.contract(self._contract(c))
         deadline = time.monotonic() + RECONCILE_BUDGET_S
         codes = movements.member_codes(client, c.smaregi_customer_id, self._member_code(c), deadline=deadline)
         return movements.find_applied(client, member_codes=codes, smaregi_customer_id=c.smaregi_customer_id,
                                       delta=-c.points, since=c.deducting_since or c.created_at, claimed=claimed,
-                                      deadline=deadline)
+                                      deadline=deadline, rivals=rivals)
 
     def _balance_or_none(self, c: Conversion) -> int | None:
         try:

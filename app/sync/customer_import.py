@@ -606,16 +606,18 @@ class Importer:
             replaced = row.store_code if kind == "link" and row.store_code != member["customerCode"] else None
             records.append({"b_link": row.link_id, "b_sid": str(member["customerId"]),
                             "b_code": member["customerCode"], "b_dh": row.desired_hash, "b_sh": row.sent_hash,
-                            "b_store": replaced})
+                            "b_store": replaced, "kind": kind, "cid": row.shopify_customer_id})
             changes.append({"b_cid": row.shopify_customer_id, "b_batch": row.batch_id, "b_dh": row.desired_hash,
                             "b_sh": row.sent_hash,
                             "b_outcome": (Outcome.CREATED if kind == "create" else Outcome.LINKED).value})
-        confirmed = len(records)
         with self.s.db.transaction() as session:
+            records = _hold_members_taken_meanwhile(session, claimed, records, changes)
             if records:
-                session.connection().execute(_record_statement(), [{**r, "b_now": utcnow()} for r in records])
+                session.connection().execute(_record_statement(), [
+                    {**{k: v for k, v in r.items() if k.startswith("b_")}, "b_now": utcnow()} for r in records])
             _update_rows(session, claimed.id, changes)
             session.execute(update(ImportBatch).where(ImportBatch.id.in_(batch_ids)).values(state="resolved"))
+        confirmed = len(records)
         log.info("import.bulk_resolved", extra={"import_id": claimed.id, "batches": len(batch_ids),
                                                 "confirmed": confirmed, "unconfirmed": len(rows) - confirmed})
         return True
@@ -808,6 +810,31 @@ def _still_linkable(session: Session, claimed: _Claimed, contract_id: str, rows)
             and m.customer_code == by_id[m.smaregi_customer_id].store_code
             and m.email_normalized == normalize_email((emails.get(by_id[m.smaregi_customer_id].link_id) or {})
                                                       .get("email"))}
+
+
+def _hold_members_taken_meanwhile(session: Session, claimed: _Claimed, records: list[dict[str, Any]],
+                                  changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A store member linked by e-mail in bulk may have been linked to another customer by the live
+    sync between our check and Smaregi applying the update. One member is never two customers':
+    that customer waits for the merchant (a conflict naming the member) instead of being linked."""
+    links = [r for r in records if r["kind"] == "link"]
+    if not links:
+        return records
+    held_by = dict(session.execute(select(MemberLink.smaregi_customer_id, MemberLink.id).where(
+        MemberLink.shop_id == claimed.shop_id, MemberLink.smaregi_customer_id.in_([r["b_sid"] for r in links]))).all())
+    taken = [r for r in links if held_by.get(r["b_sid"], r["b_link"]) != r["b_link"]]
+    for r in taken:
+        session.execute(update(MemberLink).where(MemberLink.id == r["b_link"]).values(
+            state=LinkState.CONFLICT, conflict_candidates=[{"smaregi_customer_id": r["b_sid"],
+                                                            "customer_code": r["b_code"]}],
+            last_error="The store member with this e-mail was linked to another customer meanwhile.",
+            next_attempt_at=None, updated_at=utcnow()))
+        log.warning("import.link_taken", extra={"import_id": claimed.id, "link_id": r["b_link"]})
+    held = {r["cid"] for r in taken}
+    for change in changes:
+        if change["b_cid"] in held:
+            change["b_outcome"] = Outcome.HELD.value
+    return [r for r in records if r not in taken]
 
 
 def _record_statement():

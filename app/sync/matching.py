@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..db import Database
-from ..models import MemberLink
+from ..models import CustomerImport, ImportCustomer, MemberLink
 from ..settings import EffectiveSettings
 from ..smaregi.client import SmaregiClient
 from ..smaregi.errors import SmaregiBadRequest, SmaregiNotFound
@@ -128,9 +128,10 @@ def _store_member_by_email(db: Database, client: SmaregiClient, job: Job,
     for _ in range(3):  # the index may be stale: verify the one candidate against Smaregi
         with db.transaction() as session:
             rows = directory.candidates_by_email(session, client.contract_id, email)
+            ids = [r.smaregi_customer_id for r in rows]
             taken = set(session.scalars(select(MemberLink.smaregi_customer_id).where(
                 MemberLink.shop_id == job.shop_id, MemberLink.shopify_customer_id != job.shopify_customer_id,
-                MemberLink.smaregi_customer_id.in_([r.smaregi_customer_id for r in rows]))).all())
+                MemberLink.smaregi_customer_id.in_(ids))).all()) | reserved_by_import(session, job, ids)
             rows = [r for r in rows if r.smaregi_customer_id not in taken]
             candidates = [{"smaregi_customer_id": r.smaregi_customer_id, "customer_code": r.customer_code}
                           for r in rows]
@@ -150,6 +151,18 @@ def _store_member_by_email(db: Database, client: SmaregiClient, job: Job,
             return member
         _remember(db, client, member)  # it changed in the POS; look again
     return None
+
+
+def reserved_by_import(session, job: Job, ids: list[str]) -> set[str]:
+    """Store members a running import of the shop is linking to another customer in bulk: theirs
+    already, though the link is written only once Smaregi confirms."""
+    from .customer_import import Outcome
+
+    return set(session.scalars(select(ImportCustomer.store_member_id).join(
+        CustomerImport, CustomerImport.id == ImportCustomer.import_id).where(
+        CustomerImport.shop_id == job.shop_id, ImportCustomer.shopify_customer_id != job.shopify_customer_id,
+        ImportCustomer.store_member_id.in_(ids),
+        ImportCustomer.outcome.in_((Outcome.TO_LINK.value, Outcome.BULK.value)))).all())
 
 
 def _update_fields(fields: dict[str, str], desired: dict[str, str]) -> dict[str, str]:

@@ -8,6 +8,7 @@ and a body that cannot be read is `invalid_request` like any malformed one.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Flask, request
@@ -19,38 +20,44 @@ NUL = "\x00"
 
 
 def loads(data: str | bytes) -> Any:
-    """JSON, or ValueError: also when too deeply nested, or when a string holds NUL."""
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ValueError("The JSON is nested too deeply.") from None
-    if _escaped_nul(data):
-        raise ValueError("The JSON holds a NUL character.")
+    """JSON, or ValueError: also when too deeply nested, or when a string holds NUL or a lone
+    surrogate (which no UTF-8 column can store)."""
+    value = _parsed(data)
+    if _unstorable_escape(data) and _cleaned(value) != value:
+        raise ValueError("The JSON holds a NUL character or a lone surrogate.")
     return value
 
 
 def signed_payload(data: bytes) -> Any:
-    """A body Shopify or Smaregi signed: its data is the merchant's, so a NUL is dropped rather than
-    the delivery refused (a refused delivery is retried for two days and then lost)."""
+    """A body Shopify or Smaregi signed: its data is the merchant's, so a NUL or a lone surrogate is
+    dropped rather than the delivery refused (a refused delivery is retried for two days and then lost)."""
+    value = _parsed(data)
+    return _cleaned(value) if _unstorable_escape(data) else value
+
+
+def _parsed(data: str | bytes) -> Any:
     try:
-        value = json.loads(data)
-        return _without_nul(value) if _escaped_nul(data) else value
+        return json.loads(data)
     except RecursionError:
         raise ValueError("The JSON is nested too deeply.") from None
 
 
-def _escaped_nul(data: str | bytes) -> bool:
-    # JSON can only carry NUL escaped (a raw control character is invalid JSON).
-    return (b"\\u0000" in data) if isinstance(data, bytes) else ("\\u0000" in data)
+# JSON can carry NUL and surrogates only escaped (a raw control character is invalid JSON, and
+# a raw lone surrogate is not UTF-8): only a body with such an escape needs the walk.
+_ESCAPE = re.compile(r"\\u(0000|[dD][89a-fA-F])")
 
 
-def _without_nul(value: Any) -> Any:
+def _unstorable_escape(data: str | bytes) -> bool:
+    return _ESCAPE.search(data.decode("utf-8", "replace") if isinstance(data, bytes) else data) is not None
+
+
+def _cleaned(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace(NUL, "")
+        return value.replace(NUL, "").encode("utf-8", "ignore").decode("utf-8")  # a pair survives, a lone half not
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_cleaned(v) for v in value]
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_cleaned(k): _cleaned(v) for k, v in value.items()}
     return value
 
 
