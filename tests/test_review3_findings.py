@@ -215,3 +215,26 @@ def test_r5_two_shopify_customers_never_end_linked_to_one_store_member(make_serv
                                    f"member codes {[links[c].member_code for c in sharing]})")
     finally:
         gen.close()
+
+
+def test_a_refused_connection_is_tried_again_within_seconds_and_an_outage_once_a_minute(monkeypatch):
+    """One refused connection held a whole backlog's drain for a minute (bench/earning.py): the first
+    not-applied send of a movement is due again at once; a second in a row waits the minute."""
+    from datetime import timedelta
+
+    from app.points import movements
+    from app.smaregi.client import SmaregiClient
+    from app.smaregi.errors import SmaregiUnreachable
+
+    def unreachable(self, *args, **kwargs):
+        raise SmaregiUnreachable("ConnectionError")
+
+    class Movement:  # just what the rule reads
+        error = None
+
+    assert movements._not_applied_retry(Movement()) <= timedelta(seconds=1)
+    Movement.error = "SmaregiUnreachable"
+    assert movements._not_applied_retry(Movement()) == movements.NOT_APPLIED_RETRY
+    monkeypatch.setattr(SmaregiClient, "add_points", unreachable)
+    sent = movements.send_change(SmaregiClient.__new__(SmaregiClient), "1", 10, deadline=0)
+    assert sent.outcome == movements.Outcome.NOT_APPLIED and not sent.throttled
