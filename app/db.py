@@ -22,12 +22,20 @@ class Database:
             # the server dropped fails one statement and is discarded; recycling bounds their age.
             self.engine: Engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size,
                                                 pool_recycle=300, hide_parameters=HIDE_PARAMETERS)
+            # For writes that are worth nothing after a database crash (rate-limit slots, the
+            # balance cache): each is its own transaction, and its commit does not wait for the
+            # WAL flush (about 3 ms here, against 0.3 ms). Never for points or anything a user gave us.
+            self.ephemeral: Engine = create_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
+                isolation_level="AUTOCOMMIT", connect_args={"options": "-c synchronous_commit=off"})
         else:
             ensure_sqlite_folder(url)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                         hide_parameters=HIDE_PARAMETERS)
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            # SQLite's transactions are local calls, and its BEGIN IMMEDIATE serialises writers.
+            self.ephemeral = self.engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -49,6 +57,7 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.ephemeral.dispose()
 
 
 def ensure_sqlite_folder(url: str) -> None:

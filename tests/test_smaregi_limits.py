@@ -142,12 +142,13 @@ def test_a_slot_is_one_statement(services, smaregi_em):
     def seen(_conn, _cursor, statement, *_args) -> None:
         statements.append(statement)
 
-    event.listen(services.db.engine, "before_cursor_execute", seen)
+    engine = services.db.ephemeral  # the slots' own engine (the money path's is services.db.engine)
+    event.listen(engine, "before_cursor_execute", seen)
     try:
         services.limiter.acquire(CONTRACT, "write")
         services.limiter.acquire(CONTRACT, "read", background=True)
     finally:
-        event.remove(services.db.engine, "before_cursor_execute", seen)
+        event.remove(engine, "before_cursor_execute", seen)
     # (SQLite opens its write transaction with BEGIN IMMEDIATE; Postgres sends no BEGIN of its own.)
     slots = [s for s in statements if not s.startswith("BEGIN")]
     assert len(slots) == 2 and all("smaregi_rate_slots" in s for s in slots), statements
@@ -189,3 +190,21 @@ def test_shoppers_and_background_in_three_processes_stay_within_the_limit(pg_url
     assert em.balance(CONTRACT, member["customerId"]) == 72  # every write applied once
     assert em.stats["rate_limited"] == 0
     assert max(em.stats["writes_by_second"].values()) <= 6  # tokens included
+
+
+@pytest.mark.postgres
+def test_only_slots_and_the_balance_cache_skip_the_wal_flush(pg_migrated):
+    """Points, links and every request's data are committed durably; the rate-limit slots and the
+    balance cache (worth nothing after a database crash) do not wait for the disk."""
+    from sqlalchemy import text
+
+    from app.db import Database
+
+    db = Database(pg_migrated, pool_size=1)
+    try:
+        with db.transaction() as session:
+            assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        with db.ephemeral.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+    finally:
+        db.dispose()

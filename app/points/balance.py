@@ -214,13 +214,14 @@ def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool,
 
 
 def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: dict, at: datetime) -> None:
-    with services.db.transaction() as session:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(BalanceSnapshot).values(shop_id=shop_id, shopify_customer_id=customer_id, reading=reading,
-                                              fetched_at=at)
-        session.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
-                                                   set_={"reading": stmt.excluded.reading,
-                                                         "fetched_at": stmt.excluded.fetched_at}))
+    """A cache, written on the shopper's clock: one statement that does not wait for the disk."""
+    insert = postgresql.insert if services.db.is_postgres else sqlite.insert
+    stmt = insert(BalanceSnapshot).values(shop_id=shop_id, shopify_customer_id=customer_id, reading=reading,
+                                          fetched_at=at)
+    with services.db.ephemeral.begin() as conn:
+        conn.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
+                                                set_={"reading": stmt.excluded.reading,
+                                                      "fetched_at": stmt.excluded.fetched_at}))
 
 
 def _parse(value: Any) -> datetime | None:
