@@ -20,7 +20,6 @@ from .shops import ensure_shop
 from .smaregi.errors import SmaregiBadRequest, SmaregiError, SmaregiForbidden, SmaregiNotFound, SmaregiUnauthorized
 from .sync import operations, reasons, scheduler
 
-
 REVIEW_CLAIM = timedelta(seconds=60)  # longer than the Shopify and Smaregi calls a review answer makes
 
 

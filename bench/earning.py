@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from collections import Counter
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import requests

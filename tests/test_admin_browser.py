@@ -108,7 +108,8 @@ def test_connection_results_and_filters_are_in_japanese(admin_page):
     assert "スマレジで Shopify にない項目が必須になっています：birthDate" in checks
     assert "The app signed in" not in checks and "Smaregi requires" not in checks
     browser.page("/coupons")
-    options = browser.eval("Array.from(document.querySelectorAll('[data-field=conv_status] option')).map(o => o.textContent)")
+    options = browser.eval("Array.from(document.querySelectorAll('[data-field=conv_status] option'))"
+                           ".map(o => o.textContent)")
     assert options == ["すべての状態", "完了", "要確認", "失敗", "処理中", "取り消し中", "注文で使用済み",
                        "返還済み（ポイント返還）", "期限切れ（ポイント返還）"]
     assert not any("_" in o for o in options)
@@ -219,7 +220,8 @@ def test_a_member_withdrawn_at_the_register_is_listed_in_the_admins_words(admin_
 # shadow root. Fields show nothing of their light DOM (so the native fallback inside is not shown) and
 # give value / checked / error; the rest show their children in a slot, and a submit s-button submits
 # its form when it is clicked itself (a click bubbling up from the hidden native button inside is not its own).
-POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox', 's-search-field'].forEach(function (tag) {
+POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox',
+ 's-search-field'].forEach(function (tag) {
   customElements.define(tag, class extends HTMLElement {
     constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<span>polaris</span>'; }
     get value() { return this._value == null ? '' : String(this._value); }
@@ -232,7 +234,9 @@ POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 
  's-table-cell'].forEach(function (tag) {
   customElements.define(tag, class extends HTMLElement {
     constructor() {
-      super(); this.attachShadow({mode: 'open'}).innerHTML = tag === 's-button' ? '<button><slot></slot></button>' : '<slot></slot>';
+      super();
+      this.attachShadow({mode: 'open'}).innerHTML = tag === 's-button' ? '<button><slot></slot></button>'
+                                                                     : '<slot></slot>';
       this.addEventListener('click', function (ev) {
         if (ev.target === this && this.getAttribute('type') === 'submit') this.closest('form').requestSubmit();
       });

@@ -1,9 +1,10 @@
 """Second independent review (security and money path): reproductions. Each test failed against the
-reviewed code (main at 0463731) because of the finding its comment names; they now hold the fixes. F1 NUL characters → 500 on Postgres; F2 expiry give-backs blocked for every shop
-by unreachable ones; F3 concurrent review confirmations → 500; F4 a refused idempotency key is
-judged afresh; F5 deeply nested JSON → 500; F6 a malformed loyalty.coupons metafield strands
-deducted points; F7 updated_at overflow → 500; F8 a member deleted at the register can still hand a
-coupon back (code withdrawn, points never land)."""
+reviewed code (main at 0463731) because of the finding its comment names; they now hold the fixes.
+F1 NUL characters → 500 on Postgres; F2 expiry give-backs blocked for every shop by unreachable
+ones; F3 concurrent review confirmations → 500; F4 a refused idempotency key is judged afresh; F5
+deeply nested JSON → 500; F6 a malformed loyalty.coupons metafield strands deducted points; F7
+updated_at overflow → 500; F8 a member deleted at the register can still hand a coupon back (code
+withdrawn, points never land)."""
 from __future__ import annotations
 
 from app.dev.signing import app_home_id_token, customer_account_token

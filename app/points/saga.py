@@ -216,7 +216,7 @@ class Saga:
         try:
             self.discounts.record_coupon(shop, c.shopify_customer_id, entry)
             return True
-        except Exception as exc:  # noqa: BLE001 — the points are already deducted: nothing here may strand them
+        except Exception as exc:  # the points are already deducted: nothing in this step may strand them
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
             return False
 

@@ -5,7 +5,6 @@ nothing). Unset secret: 404, as if the endpoint did not exist. Record, answer, l
 """
 from __future__ import annotations
 
-
 from flask import Blueprint, jsonify, request
 
 from ..points.errors import InvalidRequest, NotFound

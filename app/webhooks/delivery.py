@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-
 FUTURE_LEEWAY = timedelta(days=1)  # clocks differ; a day ahead is not a clock, it is a bad value
 
 
