@@ -41,15 +41,11 @@ class ConversionResult:
     timezone: tzinfo
 
 
-ERROR_FOR_CODE: dict[str, type[e.PointsError]] = {
-    "insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
-    "pos_unavailable": e.PosUnavailable, "pos_timeout": e.PosTimeout, "not_registered": e.NotRegistered,
-}
-
-
 # What the rules refuse before anything is reserved; a replay of the key answers the same.
-REFUSALS: dict[str, type[e.PointsError]] = {
-    cls.code: cls for cls in (e.NotMultipleOfUnit, e.BelowMinimum, e.DailyLimitExceeded, e.InsufficientPoints)}
+REFUSALS = (e.NotMultipleOfUnit, e.BelowMinimum, e.DailyLimitExceeded, e.InsufficientPoints)
+# A recorded outcome's code → the error a replay raises again.
+ERROR_FOR_CODE: dict[str, type[e.PointsError]] = {
+    cls.code: cls for cls in (*REFUSALS, e.ShopifyUnavailable, e.PosUnavailable, e.PosTimeout, e.NotRegistered)}
 
 
 def parse_request(body: Any) -> tuple[int, str]:
@@ -85,10 +81,10 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
         return replay(existing, shopper, points, settings)
     if refused is not None:
         _same_request(refused, shopper, points)
-        raise REFUSALS[refused.error_code](refused.error_message)
+        raise ERROR_FOR_CODE[refused.error_code](refused.error_message)
     try:
         return _convert(services, shopper, points, key, shop_id, settings, converted, linked)
-    except tuple(REFUSALS.values()) as refusal:
+    except REFUSALS as refusal:
         _remember_refusal(services, shop_id, shopper, points, key, refusal)
         raise
 
