@@ -192,6 +192,7 @@ class RateSlot(Base):
     kind: Mapped[str] = mapped_column(String(5), primary_key=True)  # "read" | "write"
     second: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # unix epoch second
     used: Mapped[int] = mapped_column(default=0)
+    shopper_used: Mapped[int] = mapped_column(default=0, server_default="0")  # of `used`, sent for a shopper
 
 
 class MemberLink(Base):

@@ -112,15 +112,33 @@ def test_background_takes_the_shoppers_slot_only_late_in_the_second(services):
     limiter, now = _limiter_at(services, 1_000_000.1)
     for _ in range(3):
         limiter.acquire(CONTRACT, "write", background=True)
-    assert now[0] < 1_000_000.2  # three at once
+    assert now[0] < 1_000_000.2  # three at once; the fourth waits for LATE_S, when no shopper took it
+    limiter.acquire(CONTRACT, "write", background=True)
+    assert 1_000_000 + LATE_S <= now[0] < 1_000_001
+
+
+def test_while_shoppers_are_about_background_leaves_their_slot_for_the_whole_second(services):
+    from app.smaregi.ratelimit import LATE_S, SHOPPERS_QUIET_S
+
+    limiter, now = _limiter_at(services, 1_000_000.1)
+    for _ in range(3):
+        limiter.acquire(CONTRACT, "write", background=True)
     limiter.acquire(CONTRACT, "write")  # a shopper arriving now is not delayed by them
     assert now[0] < 1_000_000.2
-    limiter.acquire(CONTRACT, "write", background=True)  # the second is full: the next one's early slots
-    assert 1_000_001 <= now[0] < 1_000_001 + LATE_S
-    for _ in range(2):
+    for second in range(1_000_001, 1_000_001 + SHOPPERS_QUIET_S):
+        for _ in range(3):  # each second after: background's three early slots, never the fourth…
+            limiter.acquire(CONTRACT, "write", background=True)
+            assert second <= now[0] < second + LATE_S
+        now[0] = second + 0.95
+        limiter.acquire(CONTRACT, "write")  # …so a shopper arriving late in the second is not kept waiting
+        assert now[0] == second + 0.95
+        now[0] = second + 1.0
+    last_shopper = 1_000_000 + SHOPPERS_QUIET_S
+    quiet = last_shopper + SHOPPERS_QUIET_S + 1  # no shopper for SHOPPERS_QUIET_S seconds: every slot is used again
+    now[0] = quiet + 0.1
+    for _ in range(4):
         limiter.acquire(CONTRACT, "write", background=True)
-    limiter.acquire(CONTRACT, "write", background=True)  # the reserved slot, once no shopper took it in time
-    assert 1_000_001 + LATE_S <= now[0] < 1_000_002
+    assert quiet + LATE_S <= now[0] < quiet + 1
 
 
 def test_a_shopper_arriving_after_background_filled_a_second_waits_only_for_the_next(services):

@@ -7,9 +7,11 @@ old rows.
 
 Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
 waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
-slot), and that share only from LATE_S into the second, when no shopper has taken it. A shopper therefore never waits on
-background work, except one arriving late in a second that background just filled (then it waits
-for the next second: at most 1 - EDGE_GUARD_S - LATE_S).
+slot), and that share only from LATE_S into the second, when no shopper has taken it and none has
+sent anything of that kind for SHOPPERS_QUIET_S (a shopper converting now is likely to be followed
+by others: while they are about, their share is theirs for the whole second). A shopper therefore
+never waits on background work, except one arriving late in a second that background filled after a
+quiet spell (then it waits for the next second: at most 1 - EDGE_GUARD_S - LATE_S).
 
 A 429 from Smaregi fills every slot of the seconds Retry-After covers, for reads and writes: every
 process sees a full contract, through the same single statement, until the pause is over; only a
@@ -24,6 +26,7 @@ import math
 import random
 import time
 from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,6 +44,7 @@ EDGE_GUARD_S = 0.03
 BACKGROUND_EDGE_GUARD_S = 0.1
 SHOPPER_SHARE = 0.1  # of each second's slots (at least one), kept for shoppers until LATE_S
 LATE_S = 0.8  # into the second: reserved slots no shopper took go to background work
+SHOPPERS_QUIET_S = 3  # …once no shopper has sent a request of that kind for this many seconds
 PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
 JITTER_S = 0.01
 
@@ -67,14 +71,15 @@ class RateLimiter:
             if now - second > 1 - edge:
                 second += 1
             late = now >= second + LATE_S
-            ceiling = limit if late else early
-            if ceiling > 0 and self._take(contract_id, kind, second, ceiling):
+            if self._take(contract_id, kind, second, early, shopper=not background) or (
+                    late and early < limit and not self._shoppers_about(contract_id, kind, second)
+                    and self._take(contract_id, kind, second, limit, shopper=False)):
                 if second > now:
                     self._wait(second - now, deadline)
                 return
             # Full up to our ceiling: background tries the reserved slots late in this second; a
             # contract Smaregi paused waits the pause out (or gives up at once if it is too long).
-            retry_at = second + 1 if ceiling == limit else second + LATE_S
+            retry_at = second + 1 if early == limit or late else second + LATE_S
             wait = max(retry_at - now, self._paused_for(contract_id))
             self._wait(wait + random.uniform(0, JITTER_S), deadline)
 
@@ -87,17 +92,27 @@ class RateLimiter:
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
                             .values(paused_until=datetime.fromtimestamp(now + seconds, UTC)))
             conn = session.connection()
-            fill = _statements(conn.dialect.name)[1]
+            fill = _statements(conn.dialect.name).fill
             conn.execute(fill, [{"contract_id": contract_id, "kind": kind, "second": second}
                                 for kind in self.limits for second in covered])
         log.warning("smaregi.contract_paused", extra={"contract_id": contract_id, "seconds": seconds})
 
-    def _take(self, contract_id: str, kind: str, second: int, ceiling: int) -> bool:
+    def _take(self, contract_id: str, kind: str, second: int, ceiling: int, shopper: bool) -> bool:
         """One statement: a slot of `second` if fewer than `ceiling` are taken."""
+        if ceiling <= 0:
+            return False
         with self._slots.begin() as conn:
-            take = _statements(conn.dialect.name)[0]
+            take = _statements(conn.dialect.name).take
             return conn.execute(take, {"contract_id": contract_id, "kind": kind, "second": second,
-                                       "ceiling": ceiling}).first() is not None
+                                       "ceiling": ceiling, "shopper": int(shopper)}).first() is not None
+
+    def _shoppers_about(self, contract_id: str, kind: str, second: int) -> bool:
+        """Did a shopper send a request of `kind` in this second or the SHOPPERS_QUIET_S before it?
+        Asked only by background work late in a second, so at most once a second per waiting caller."""
+        with self._slots.begin() as conn:
+            return conn.execute(_statements(conn.dialect.name).shoppers,
+                                {"contract_id": contract_id, "kind": kind,
+                                 "since": second - SHOPPERS_QUIET_S, "second": second}).first() is not None
 
     def _paused_for(self, contract_id: str) -> float:
         with self.db.transaction() as session:
@@ -111,8 +126,14 @@ class RateLimiter:
         self.sleep(seconds)
 
 
+class _Statements(NamedTuple):
+    take: Any
+    fill: Any
+    shoppers: Any
+
+
 @functools.cache
-def _statements(dialect: str):
+def _statements(dialect: str) -> _Statements:
     """Built once: every Smaregi call passes through here, and building statements costs more than
     running them."""
     slots = RateSlot.__table__
@@ -121,11 +142,16 @@ def _statements(dialect: str):
                                second=bindparam("second"))
     key = ["contract_id", "kind", "second"]
     # A fresh row starts at 1 (every ceiling is at least 1); a paused second is never fresh.
-    take = row.values(used=1).on_conflict_do_update(
-        index_elements=key, set_={"used": slots.c.used + 1},
+    take = row.values(used=1, shopper_used=bindparam("shopper")).on_conflict_do_update(
+        index_elements=key, set_={"used": slots.c.used + 1,
+                                  "shopper_used": slots.c.shopper_used + bindparam("shopper")},
         where=slots.c.used < bindparam("ceiling")).returning(slots.c.used)
     fill = row.values(used=PAUSED).on_conflict_do_update(index_elements=key, set_={"used": PAUSED})
-    return take, fill
+    shoppers = (select(slots.c.second)
+                .where(slots.c.contract_id == bindparam("contract_id"), slots.c.kind == bindparam("kind"),
+                       slots.c.second.between(bindparam("since"), bindparam("second")), slots.c.shopper_used > 0)
+                .limit(1))
+    return _Statements(take, fill, shoppers)
 
 
 def ensure_contract(session, contract_id: str) -> None:
