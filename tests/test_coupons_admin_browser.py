@@ -12,6 +12,7 @@ from app.dev.signing import app_home_id_token
 from app.models import Conversion, MemberLink, PointMovement, Shop
 from app.points import audit, movements
 from app.points.movements import MovementKind, MovementReason
+from app.sync import reasons
 
 from .browser import with_polaris
 from .conftest import CONTRACT, SHOP, serving
@@ -31,7 +32,7 @@ def coupons_page(services, smaregi_em, shopify_em, browser):
                                reason=MovementReason.ONLINE_PURCHASE, points=40)
         s.execute(update(PointMovement).where(PointMovement.id == grant.id).values(
             state="needs_review", next_attempt_at=None,
-            error="The member is no longer in Smaregi (withdrawn or deleted at the register)."))
+            error=reasons.text("movement_member_gone")))
     smaregi_em[0].edit_member(CONTRACT, given.taro["customerId"], customerCode="CARD-0042")  # changed at the register
 
     def token():
@@ -81,7 +82,7 @@ def test_the_merchant_settles_a_conversion_and_a_point_movement_from_their_rows(
     assert conversion["buttons"] == ["減算済み：コードを有効にする", "未減算：コードを取り消す"]
     [movement] = rows(browser, "[data-movements-review]")
     assert movement["cells"][1:] == ["太郎", "オンライン購入", "+40", "—",
-                                     "The member is no longer in Smaregi (withdrawn or deleted at the register)."]
+                                     "スマレジに会員がいなくなりました（レジで退会または削除）。"]  # by code
     assert movement["buttons"] == ["もう一度試す（未反映）", "スマレジに未反映：取り下げる"]
     # Polaris gives its tables their semantics; offline the same elements are told their roles.
     roles = browser.eval("['#movements-review s-table', '[data-conversions] s-table-row', '[data-conversions] s-table-cell']"
