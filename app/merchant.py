@@ -318,6 +318,7 @@ def movements_to_review(services: Services, shop: AdminShop) -> list[dict[str, A
     return [{"id": m.id, "customer_id": m.shopify_customer_id, "kind": m.kind, "points": m.points,
              "order_id": m.order_id, "order_name": names.get(m.order_id), "created_at": m.created_at.isoformat(),
              "updated_at": m.updated_at.isoformat() if m.updated_at else None, "reason": m.error,
+             **reasons.recognise(m.error),
              "actions": ["recheck", "applied", "not_applied"] if movements.was_sent(m) else ["retry", "not_applied"]}
             for m in rows]
 

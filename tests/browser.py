@@ -126,6 +126,44 @@ class Browser:
         self.profile.cleanup()
 
 
+# What the Polaris script does for our purpose: defines the elements and renders them in their own
+# shadow root. Fields show nothing of their light DOM (so the native fallback inside is not shown) and
+# give value / checked / error; the rest show their children in a slot, and a submit s-button submits
+# its form when it is clicked itself (a click bubbling up from the hidden native button inside is not its own).
+POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox',
+ 's-search-field'].forEach(function (tag) {
+  customElements.define(tag, class extends HTMLElement {
+    constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<span>polaris</span>'; }
+    get value() { return this._value == null ? '' : String(this._value); }
+    set value(v) { this._value = v; }
+    get checked() { return !!this._checked; }
+    set checked(v) { this._checked = !!v; }
+  });
+});
+['s-button', 's-badge', 's-banner', 's-table', 's-table-header-row', 's-table-header', 's-table-body', 's-table-row',
+ 's-table-cell', 's-grid', 's-box', 's-heading', 's-text'].forEach(function (tag) {
+  customElements.define(tag, class extends HTMLElement {
+    constructor() {
+      super();
+      this.attachShadow({mode: 'open'}).innerHTML = tag === 's-button' ? '<button><slot></slot></button>'
+                                                                     : '<slot></slot>';
+      this.addEventListener('click', function (ev) {
+        if (ev.target === this && this.getAttribute('type') === 'submit') this.closest('form').requestSubmit();
+      });
+    }
+  });
+});"""
+
+
+def with_polaris(browser):
+    browser.send("Page.enable", None, browser.session)  # scripts for new documents only run with it
+    browser.before_scripts(POLARIS_STUB)
+
+
+def visible(browser, selector: str) -> bool:
+    return browser.eval(f"document.querySelector({selector!r}).checkVisibility()")
+
+
 @pytest.fixture
 def browser():
     b = Browser()

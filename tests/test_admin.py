@@ -163,10 +163,13 @@ def test_app_home_page_renders_in_the_admins_language(services):
         assert s.scalar(select(Shop.domain)) == SHOP
 
 
-def test_every_validation_code_is_worded_in_both_languages():
+def test_every_validation_and_reason_code_is_worded_in_both_languages():
     from app.merchant import FIELD_ERRORS
+    from app.sync.reasons import REASONS
     from app.web.admin_text import EN, JA
 
     for code in FIELD_ERRORS:
         assert f"err_{code}" in EN and f"err_{code}" in JA, code
+    for code in REASONS:  # a stored reason the admin recognises is said in its words
+        assert f"reason_{code}" in EN, code
     assert set(EN) == set(JA)

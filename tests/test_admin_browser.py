@@ -11,6 +11,7 @@ from app.sync import directory
 from app.sync.worker import Worker
 from app.webhooks.dispatch import Delivery, record
 
+from .browser import visible, with_polaris
 from .conftest import CONTRACT, SHOP, serving
 from .helpers import customer
 
@@ -39,10 +40,16 @@ def admin_page(services, smaregi_em, browser):
         yield browser, smaregi_em[0]
 
 
+def figures(browser) -> dict[str, str]:
+    """The dashboard's tiles as the merchant reads them: each label with its figure."""
+    return dict(browser.eval("Array.from(document.querySelectorAll('#dashboard [data-stats] s-box'))"
+                             ".map(b => [b.querySelector('s-heading').innerText, b.querySelector('s-text').innerText])"))
+
+
 def test_dashboard_and_failures_render_in_japanese(admin_page):
     browser, _ = admin_page
-    dashboard = browser.text("[data-dashboard]")
-    assert "失敗" in dashboard and "本日の交換" in dashboard
+    assert figures(browser) == {"同期済み": "0", "待機中": "0", "失敗": "1", "重複": "0", "保留": "0", "一時停止": "0",
+                                "Webhook → POS（24時間、p50 / p95）": "—", "本日の交換": "0 (0 pt)", "要確認": "0"}
     browser.page("/members")
     problems = browser.text("[data-problems]")
     assert "8840734670934" in problems and "birthDate" in problems and "再試行" in problems
@@ -168,9 +175,7 @@ def test_a_held_customer_is_explained_and_the_merchant_chooses_the_member(admin_
     queue_customer(services, unverified(email="hanako@example.com"))
     drain(services)
     browser.page("/")
-    held = browser.eval("Array.from(document.querySelectorAll('[data-dashboard] .stat'))"
-                        ".find(function (d) { return d.firstChild.textContent === '保留'; }).querySelector('b').textContent")
-    assert held == "1"
+    assert figures(browser)["保留"] == "1"
     browser.page("/members")
     problems = browser.text("[data-problems]")
     assert "Shopifyでメールアドレスを確認していない" in problems and "S-000101 とつなぐ" in problems
@@ -216,40 +221,6 @@ def test_a_member_withdrawn_at_the_register_is_listed_in_the_admins_words(admin_
     assert "スマレジで退会" in row and "レジで会員が退会しました。" in row and "withdrawn" not in row
 
 
-# What the Polaris script does for our purpose: defines the elements and renders them in their own
-# shadow root. Fields show nothing of their light DOM (so the native fallback inside is not shown) and
-# give value / checked / error; the rest show their children in a slot, and a submit s-button submits
-# its form when it is clicked itself (a click bubbling up from the hidden native button inside is not its own).
-POLARIS_STUB = """['s-number-field', 's-text-field', 's-text-area', 's-select', 's-checkbox',
- 's-search-field'].forEach(function (tag) {
-  customElements.define(tag, class extends HTMLElement {
-    constructor() { super(); this.attachShadow({mode: 'open'}).innerHTML = '<span>polaris</span>'; }
-    get value() { return this._value == null ? '' : String(this._value); }
-    set value(v) { this._value = v; }
-    get checked() { return !!this._checked; }
-    set checked(v) { this._checked = !!v; }
-  });
-});
-['s-button', 's-badge', 's-banner', 's-table', 's-table-header-row', 's-table-header', 's-table-body', 's-table-row',
- 's-table-cell'].forEach(function (tag) {
-  customElements.define(tag, class extends HTMLElement {
-    constructor() {
-      super();
-      this.attachShadow({mode: 'open'}).innerHTML = tag === 's-button' ? '<button><slot></slot></button>'
-                                                                     : '<slot></slot>';
-      this.addEventListener('click', function (ev) {
-        if (ev.target === this && this.getAttribute('type') === 'submit') this.closest('form').requestSubmit();
-      });
-    }
-  });
-});"""
-
-
-def with_polaris(browser):
-    browser.send("Page.enable", None, browser.session)  # scripts for new documents only run with it
-    browser.before_scripts(POLARIS_STUB)
-
-
 def test_with_polaris_loaded_the_rules_use_its_fields_and_errors(admin_page):
     browser, _ = admin_page
     with_polaris(browser)
@@ -271,13 +242,12 @@ def test_with_polaris_loaded_the_rules_use_its_fields_and_errors(admin_page):
     assert browser.eval(f"{minimum}.value") == "200"
 
 
-def visible(browser, selector: str) -> bool:
-    return browser.eval(f"document.querySelector({selector!r}).checkVisibility()")
-
-
 def test_with_polaris_loaded_buttons_badges_tables_and_filters_are_its_own(admin_page):
     browser, em = admin_page
     with_polaris(browser)
+    browser.page("/")
+    assert browser.eval("document.querySelector('#dashboard [data-stats]').matches(':defined')")  # Polaris's grid
+    assert figures(browser)["失敗"] == "1" and figures(browser)["本日の交換"] == "0 (0 pt)"
     browser.page("/connection")
     browser.click("[data-test-connection]")
     browser.wait_for("document.querySelectorAll('[data-checks] li').length === 3")
@@ -312,6 +282,19 @@ def test_with_polaris_loaded_buttons_badges_tables_and_filters_are_its_own(admin
                  "(document.querySelector('[data-field=conv_status]'))")
     browser.wait_for("window.__asked.some(u => u.endsWith('/conversions?q=S-0001&status=needs_review'))")
     assert not visible(browser, "#conv_q") and not visible(browser, "#conv_status")
+
+
+TILE_HEIGHTS = "Array.from(document.querySelectorAll('#dashboard s-box')).map(b => b.getBoundingClientRect().height)"
+
+
+def test_without_polaris_the_dashboard_is_tiles_sized_before_their_figures_come(admin_page):
+    browser, _ = admin_page
+    assert browser.eval("getComputedStyle(document.querySelector('#dashboard [data-stats]')).display") == "grid"
+    assert figures(browser)["失敗"] == "1"
+    filled = browser.eval(TILE_HEIGHTS)
+    # The page comes with every tile and a "—" for its figure, so nothing moves when the figures arrive.
+    browser.eval("document.querySelectorAll('#dashboard s-box s-text').forEach(t => { t.textContent = '—'; })")
+    assert browser.eval(TILE_HEIGHTS) == filled and len(filled) == 9
 
 
 def test_without_polaris_the_tables_read_as_tables_and_the_native_buttons_work(admin_page):

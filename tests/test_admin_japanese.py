@@ -1,5 +1,5 @@
 """Every admin page in Japanese, with something on each (a failed sync, a held customer, a conversion,
-an audit finding, an import under way, the connection test): no English word is left on screen,
+a point movement to settle, an audit finding, an import under way, the connection test): no English word is left on screen,
 apart from names and codes that are the same in every language."""
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import re
 import uuid
 
 import pytest
+from sqlalchemy import update
 
 from app import create_app
 from app.dev.signing import app_home_id_token
-from app.points import audit
-from app.sync import customer_import, directory
+from app.models import PointMovement
+from app.points import audit, movements
+from app.points.movements import MovementKind, MovementReason
+from app.sync import customer_import, directory, reasons
 from app.sync.worker import Worker
 from app.webhooks.dispatch import Delivery, record
 
@@ -68,6 +71,11 @@ def busy_shop(services, smaregi_em, shopify_em, browser):
     audit.run_due(services)
     customer_import.start(services.db, services_shop_id(services))
     Worker(services, "w").drain()
+    with services.db.transaction() as s:  # a purchase's points that only the merchant can settle
+        grant = movements.plan(s, shop_id=services_shop_id(services), customer_id=ICHIRO, kind=MovementKind.GRANT,
+                               reason=MovementReason.ONLINE_PURCHASE, points=40)
+        s.execute(update(PointMovement).where(PointMovement.id == grant.id).values(
+            state="needs_review", next_attempt_at=None, error=reasons.text("movement_ambiguous")))
 
     with serving(app) as url:
         browser.before_scripts(f"window.shopify = {{ idToken: () => Promise.resolve({token()!r}) }};")
@@ -106,6 +114,7 @@ def test_every_admin_page_speaks_japanese_only(busy_shop):
     assert "スマレジが会員データを受け付けませんでした（birthDate）" in seen["/members"]
     assert "確認していない" in seen["/members"] and "S-000102 とつなぐ" in seen["/members"]
     assert "スマレジで会員コードが変更されています" in seen["/coupons"] and "完了" in seen["/coupons"]
+    assert "この変更に当たる可能性のある取引がスマレジに 2 件あります。" in seen["/coupons"]
     assert "スマレジで Shopify にない項目が必須になっています" in seen["/connection"]
 
 

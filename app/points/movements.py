@@ -49,6 +49,7 @@ from ..smaregi.errors import (
     SmaregiTimeout,
     SmaregiUnreachable,
 )
+from ..sync import reasons
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +316,7 @@ def _send(services, client: SmaregiClient, m: PointMovement, target: Target, dea
                     leased_until=None, error=sent.error,
                     next_attempt_at=utcnow() + (timedelta(0) if sent.throttled else _not_applied_retry(m)))
     if sent.outcome == Outcome.MEMBER_GONE:  # no retry can land it: the merchant decides
-        return _review(services, m, "The member is no longer in Smaregi (withdrawn or deleted at the register).")
+        return _review(services, m, reasons.text("movement_member_gone"))
     # Smaregi said no: plan again (a take-back re-reads the balance; it said no because it changed).
     log.info("movement.refused_once", extra={"movement_id": m.id, "error": sent.error})
     return _back_to_planned(services, m, sent.error)
@@ -390,7 +391,7 @@ def _reconcile(services, client: SmaregiClient, m: PointMovement, deadline: floa
         if rivals and m.attempts + 1 < MAX_ATTEMPTS:  # decided once the other change is: look again then
             return _set(services, m, S.SENDING, error=str(exc), attempts=m.attempts + 1, leased_until=None,
                         next_attempt_at=utcnow() + timedelta(seconds=10))
-        return _review(services, m, "Two transactions in Smaregi could be this change.")
+        return _review(services, m, reasons.text("movement_ambiguous"))
     except SmaregiError as exc:
         return _later(services, m, f"transactions unreadable: {type(exc).__name__}", from_state=S.SENDING)
     if found is not None:
@@ -468,7 +469,7 @@ def _back_to_planned(services, m: PointMovement, why: str, from_state: str = S.S
     if attempts >= MAX_ATTEMPTS:
         # Never dropped (a `refused` one would be): it waits, with its points, for a person to decide.
         values.update(state=S.NEEDS_REVIEW, next_attempt_at=None,
-                      error=f"{m.points:+d} points not moved after {attempts} attempts ({why}).")
+                      error=reasons.text("movement_not_moved", points=f"{m.points:+d}", attempts=attempts, why=why))
         log.error("movement.needs_review", extra={"movement_id": m.id, "attempts": attempts})
     return _set(services, m, from_state, **values)
 

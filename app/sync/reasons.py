@@ -1,6 +1,7 @@
-"""Why a customer's sync or a customer import stopped, in the merchant's words, by code.
+"""Why a customer's sync, a customer import or a point movement stopped, in the merchant's words, by code.
 
-The English text is what is stored (`member_links.last_error`, `customer_imports.reason`) and what
+The English text is what is stored (`member_links.last_error`, `customer_imports.reason`,
+`point_movements.error`) and what
 the CLI and the operator read. The admin recognises the code and its values again from that text
 and says it in its own language (admin_text `reason_<code>`); text stored before a code existed
 is shown as it is.
@@ -34,6 +35,10 @@ REASONS = {
     "import_export_refused": "Shopify refused the export of customers ({reason}).",
     "import_export_gone": "Shopify no longer knows the export of customers.",
     "import_export_ended": "Shopify's export of customers ended {status} ({error_code}).",
+    # a point movement left for the merchant to decide (app/points/movements.py)
+    "movement_member_gone": "The member is no longer in Smaregi (withdrawn or deleted at the register).",
+    "movement_ambiguous": "Two transactions in Smaregi could be this change.",
+    "movement_not_moved": "{points} points not moved after {attempts} attempts ({why}).",
 }
 
 
