@@ -9,6 +9,7 @@ import pytest
 from app.smaregi.errors import ContractPaused, SmaregiTimeout
 
 from .conftest import CONTRACT
+from .helpers import early_in_a_second
 
 
 @pytest.mark.postgres
@@ -144,6 +145,7 @@ def test_a_slot_is_one_statement(services, smaregi_em):
 
     engine = services.db.ephemeral  # the slots' own engine (the money path's is services.db.engine)
     event.listen(engine, "before_cursor_execute", seen)
+    early_in_a_second()
     try:
         services.limiter.acquire(CONTRACT, "write")
         services.limiter.acquire(CONTRACT, "read", background=True)
@@ -153,6 +155,36 @@ def test_a_slot_is_one_statement(services, smaregi_em):
     # (SQLite opens its write transaction with BEGIN IMMEDIATE; Postgres sends no BEGIN of its own.)
     slots = [s for s in statements if not s.startswith("BEGIN")]
     assert len(slots) == 3 and all("smaregi_rate_slots" in s for s in slots), statements
+
+
+def test_a_shopper_late_in_a_second_is_counted_in_both_and_sent_at_once(services):
+    from app.smaregi.ratelimit import EDGE_GUARD_S
+
+    limiter, now = _limiter_at(services, 1_000_000.0)
+    for _ in range(2):
+        limiter.acquire(CONTRACT, "write")
+    now[0] = 1_000_001 - EDGE_GUARD_S / 2  # it may reach Smaregi in this second or the next
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] < 1_000_001  # not held back
+    limiter.acquire(CONTRACT, "write", background=True)  # background waits for the next second
+    assert now[0] >= 1_000_001
+    now[0] = 1_000_001.5
+    for _ in range(2):  # the next second holds two of its four already
+        limiter.acquire(CONTRACT, "write")
+    assert now[0] < 1_000_002
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] >= 1_000_002  # four in 1_000_001, and the first one counted in both
+
+
+def test_a_shopper_late_in_a_full_second_waits_for_the_next(services):
+    from app.smaregi.ratelimit import EDGE_GUARD_S
+
+    limiter, now = _limiter_at(services, 1_000_000.0)
+    for _ in range(4):
+        limiter.acquire(CONTRACT, "write")
+    now[0] = 1_000_001 - EDGE_GUARD_S / 2
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] >= 1_000_001  # no room to count it where it might land: sent in the next second
 
 
 # -- a shopper's reads side by side: their slots in one statement -------------------------------------------

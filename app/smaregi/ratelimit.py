@@ -42,7 +42,7 @@ from .errors import ContractPaused
 log = logging.getLogger(__name__)
 
 # A request sent in the last few ms of a second may arrive in the next one by Smaregi's clock;
-# such requests take a slot of the next second instead.
+# such requests take a slot of the next second, and wait for it, unless a shopper's (below).
 EDGE_GUARD_S = 0.03
 # Background requests wait in a busy worker between their slot and the wire: their guard is wider.
 BACKGROUND_EDGE_GUARD_S = 0.1
@@ -124,7 +124,9 @@ class RateLimiter:
             late = now >= second + LATE_S
             ceiling = limit if late else early
             if ceiling >= slots and self._take(contract_id, kind, second, ceiling, slots):
-                if second > now:
+                # A shopper's request sent now counts in the second it leaves too, when that has
+                # room: wherever it lands it was counted, and nobody waits up to EDGE_GUARD_S.
+                if second > now and (background or not self._take(contract_id, kind, second - 1, limit, slots)):
                     self._wait(second - now, deadline)
                 return second
             # Full up to our ceiling: background tries the reserved slots late in this second; a
