@@ -7,6 +7,7 @@ When Smaregi fails or is slow, a snapshot younger than STALE_MAX is shown with "
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -230,13 +231,17 @@ def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool,
 
 def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: dict, at: datetime) -> None:
     """A cache, written on the shopper's clock: one statement that does not wait for the disk."""
-    insert = postgresql.insert if services.db.is_postgres else sqlite.insert
-    stmt = insert(BalanceSnapshot).values(shop_id=shop_id, shopify_customer_id=customer_id, reading=reading,
-                                          fetched_at=at)
     with services.db.ephemeral.begin() as conn:
-        conn.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
-                                                set_={"reading": stmt.excluded.reading,
-                                                      "fetched_at": stmt.excluded.fetched_at}))
+        conn.execute(_snapshot_upsert(services.db.is_postgres),
+                     {"shop_id": shop_id, "shopify_customer_id": customer_id, "reading": reading, "fetched_at": at})
+
+
+@functools.cache
+def _snapshot_upsert(postgres: bool):
+    """Built once: building it took longer than running it (the row comes with each execution)."""
+    stmt = (postgresql.insert if postgres else sqlite.insert)(BalanceSnapshot)
+    return stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
+                                      set_={"reading": stmt.excluded.reading, "fetched_at": stmt.excluded.fetched_at})
 
 
 def _parse(value: Any) -> datetime | None:
