@@ -6,7 +6,9 @@ The platform clients and the database's engine events add to the current request
 context variable, so concurrent requests in other threads never mix; work handed to a thread pool
 runs in a copy of the caller's context and adds to the same `Timing`). Each category's duration is
 wall time during which at least one of its calls was in flight, so two Smaregi reads side by side
-count once, as the shopper waits for them.
+count once, as the shopper waits for them. A moment with calls of several categories in flight
+counts once too, for the first of smaregi, shopify, ratelimit, db (a database read made beside a
+Smaregi call costs the shopper nothing): the durations and the app's share add up to the total.
 """
 from __future__ import annotations
 
@@ -23,24 +25,12 @@ WAITS = ("smaregi", "shopify", "ratelimit")  # time the app spends waiting on so
 
 
 class _Clock:
-    """Wall time with at least one call in flight, and the number of calls."""
+    """Calls of one category: how many, how many are in flight, and the time counted for them."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.ms = 0.0
-        self._in_flight = 0
-        self._since = 0.0
-
-    def start(self, now: float) -> None:
-        self.calls += 1
-        if self._in_flight == 0:
-            self._since = now
-        self._in_flight += 1
-
-    def stop(self, now: float) -> None:
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self.ms += (now - self._since) * 1000
+        self.in_flight = 0
 
 
 class Timing:
@@ -48,6 +38,8 @@ class Timing:
         self.started = time.perf_counter()
         self.transactions = 0
         self.clocks = {name: _Clock() for name in ("db", *WAITS)}
+        self._first = [self.clocks[name] for name in (*WAITS, "db")]
+        self._since = self.started
         self._lock = threading.Lock()
 
     @property
@@ -62,11 +54,22 @@ class Timing:
 
     def _start(self, name: str) -> None:
         with self._lock:
-            self.clocks[name].start(time.perf_counter())
+            self._tick()
+            self.clocks[name].calls += 1
+            self.clocks[name].in_flight += 1
 
     def _stop(self, name: str) -> None:
         with self._lock:
-            self.clocks[name].stop(time.perf_counter())
+            self._tick()
+            self.clocks[name].in_flight -= 1
+
+    def _tick(self) -> None:
+        """The time since the last start or stop goes to the first category with a call in flight."""
+        now = time.perf_counter()
+        busy = next((clock for clock in self._first if clock.in_flight), None)
+        if busy is not None:
+            busy.ms += (now - self._since) * 1000
+        self._since = now
 
     def header(self) -> str:
         """`Server-Timing`: app (our own time), db, smaregi, shopify, ratelimit; they add up to the

@@ -150,6 +150,19 @@ def test_pos_down_is_503_and_pos_hanging_is_504_within_the_budget(services, shop
     assert resp.status_code == 504 and resp.json["error"]["code"] == "pos_timeout"
 
 
+def test_a_429_during_a_balance_read_pauses_it_like_every_other_call(services, shop, client, smaregi_em):
+    em, _ = smaregi_em
+    fault = em.add_fault(match=r"/customers/point", status=429, count=1)  # Retry-After: 1
+    before = em.stats["requests"]
+    started = time.monotonic()
+    resp = get(client, services)
+    # The retry waits the pause out like any other call (no slot reserved beside the others lets it
+    # through), and the pause outlasts the shopper's budget: an honest timeout, at once.
+    assert resp.status_code == 504 and resp.json["error"]["code"] == "pos_timeout"
+    assert time.monotonic() - started < 1.5
+    assert fault.count == 0 and em.stats["requests"] - before <= 3  # the three reads; no retry sent
+
+
 def test_a_recent_good_read_is_shown_as_stale_when_the_pos_fails(services, shop, client, smaregi_em):
     em, _ = smaregi_em
     fresh = get(client, services).json

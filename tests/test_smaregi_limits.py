@@ -9,6 +9,7 @@ import pytest
 from app.smaregi.errors import ContractPaused, SmaregiTimeout
 
 from .conftest import CONTRACT
+from .helpers import early_in_a_second
 
 
 @pytest.mark.postgres
@@ -162,14 +163,106 @@ def test_a_slot_is_one_statement(services, smaregi_em):
 
     engine = services.db.ephemeral  # the slots' own engine (the money path's is services.db.engine)
     event.listen(engine, "before_cursor_execute", seen)
+    early_in_a_second()
     try:
         services.limiter.acquire(CONTRACT, "write")
         services.limiter.acquire(CONTRACT, "read", background=True)
+        services.limiter.reserve(CONTRACT, "read", 3)  # a balance read's three slots at once
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     # (SQLite opens its write transaction with BEGIN IMMEDIATE; Postgres sends no BEGIN of its own.)
     slots = [s for s in statements if not s.startswith("BEGIN")]
-    assert len(slots) == 2 and all("smaregi_rate_slots" in s for s in slots), statements
+    assert len(slots) == 3 and all("smaregi_rate_slots" in s for s in slots), statements
+
+
+def test_a_shopper_late_in_a_second_is_counted_in_both_and_sent_at_once(services):
+    from app.smaregi.ratelimit import EDGE_GUARD_S
+
+    limiter, now = _limiter_at(services, 1_000_000.0)
+    for _ in range(2):
+        limiter.acquire(CONTRACT, "write")
+    now[0] = 1_000_001 - EDGE_GUARD_S / 2  # it may reach Smaregi in this second or the next
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] < 1_000_001  # not held back
+    limiter.acquire(CONTRACT, "write", background=True)  # background waits for the next second
+    assert now[0] >= 1_000_001
+    now[0] = 1_000_001.5
+    for _ in range(2):  # the next second holds two of its four already
+        limiter.acquire(CONTRACT, "write")
+    assert now[0] < 1_000_002
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] >= 1_000_002  # four in 1_000_001, and the first one counted in both
+
+
+def test_a_shopper_late_in_a_full_second_waits_for_the_next(services):
+    from app.smaregi.ratelimit import EDGE_GUARD_S
+
+    limiter, now = _limiter_at(services, 1_000_000.0)
+    for _ in range(4):
+        limiter.acquire(CONTRACT, "write")
+    now[0] = 1_000_001 - EDGE_GUARD_S / 2
+    limiter.acquire(CONTRACT, "write")
+    assert now[0] >= 1_000_001  # no room to count it where it might land: sent in the next second
+
+
+# -- a shopper's reads side by side: their slots in one statement -------------------------------------------
+def test_reserved_slots_never_exceed_the_second_across_concurrent_shoppers(services):
+    limiter, _ = _limiter_at(services, 1_000_000.1)  # ten reads a second; the clock stands still
+    taken: list[int] = []
+    refused: list[Exception] = []
+
+    def shopper():
+        try:
+            taken.append(limiter.reserve(CONTRACT, "read", 3, deadline=time.monotonic() + 0.5).left)
+        except ContractPaused as exc:  # the second is full: the next one is past the deadline
+            refused.append(exc)
+
+    threads = [threading.Thread(target=shopper) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert taken == [3, 3, 3] and len(refused) == 5  # 9 of 10: a fourth three would be 12
+    limiter.acquire(CONTRACT, "read", deadline=time.monotonic() + 0.5)  # the tenth is still there
+    with pytest.raises(ContractPaused):
+        limiter.acquire(CONTRACT, "read", deadline=time.monotonic() + 0.5)
+
+
+def test_a_paused_contract_blocks_a_reservation_too(services):
+    limiter, now = _limiter_at(services, 1_000_000.5)
+    limiter.pause(CONTRACT, 5)
+    with pytest.raises(ContractPaused):  # a shopper's short deadline: given up at once
+        limiter.reserve(CONTRACT, "read", 3, deadline=time.monotonic() + 0.3)
+    reservation = limiter.reserve(CONTRACT, "read", 3)
+    assert now[0] >= 1_000_005.5 and reservation.second >= 1_000_005  # nothing before Retry-After
+
+
+def test_reserved_slots_serve_this_request_and_its_pool_threads_within_their_second(services):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    limiter, now = _limiter_at(services, 1_000_000.1)
+    reservation = limiter.reserve(CONTRACT, "read", 3)
+    assert not limiter.take_reserved(CONTRACT, "read")  # not this context's until `with`
+    with reservation, ThreadPoolExecutor(2) as pool:
+        assert limiter.take_reserved(CONTRACT, "read")
+        assert not limiter.take_reserved(CONTRACT, "write") and not limiter.take_reserved("other", "read")
+        ctx = contextvars.copy_context()
+        assert pool.submit(ctx.run, limiter.take_reserved, CONTRACT, "read").result()
+        assert limiter.take_reserved(CONTRACT, "read")
+        assert not limiter.take_reserved(CONTRACT, "read")  # three taken: a fourth call takes its own
+    with limiter.reserve(CONTRACT, "read", 3):
+        now[0] = 1_000_001.0 - 0.01  # too late in the second to send: the slots are not used
+        assert not limiter.take_reserved(CONTRACT, "read")
+    now[0] = 1_000_002.1
+    with limiter.reserve(CONTRACT, "read", 3):
+        limiter.pause(CONTRACT, 1)  # a 429 on one of the reads: the others wait like everyone
+        assert not limiter.take_reserved(CONTRACT, "read")
+
+
+def test_a_reservation_is_at_most_the_limit(services):
+    limiter, _ = _limiter_at(services, 1_000_000.1)
+    assert limiter.reserve(CONTRACT, "write", 9).left == 4  # writes_per_s: the other calls take their own
 
 
 def test_a_429_fills_the_paused_seconds_for_background_work_too(services):
@@ -208,6 +301,38 @@ def test_shoppers_and_background_in_three_processes_stay_within_the_limit(pg_url
     assert em.balance(CONTRACT, member["customerId"]) == 72  # every write applied once
     assert em.stats["rate_limited"] == 0
     assert max(em.stats["writes_by_second"].values()) <= 6  # tokens included
+
+
+@pytest.mark.postgres
+def test_shoppers_reserving_reads_in_three_processes_stay_within_the_limit(pg_url, smaregi_em, make_services):
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    em, url = smaregi_em
+    em.reads_per_s = 9
+    workers = [make_services(pg_url, smaregi_url=url, SMAREGI_READS_PER_S="9") for _ in range(3)]
+    member = em.add_member(CONTRACT, customerCode="M1", lastName="a", firstName="b", points=5)
+    errors: list[Exception] = []
+
+    def balance_reads(services, pool):
+        client = services.smaregi.contract(CONTRACT)
+        for _ in range(2):
+            try:
+                with client.reads_reserved(3, deadline=time.monotonic() + 30):
+                    reads = [pool.submit(contextvars.copy_context().run, client.get_points, member["customerId"])
+                             for _ in range(3)]
+                assert [r.result().points for r in reads] == [5, 5, 5]
+            except Exception as exc:
+                errors.append(exc)
+
+    with ThreadPoolExecutor(18) as pool:
+        threads = [threading.Thread(target=balance_reads, args=(s, pool)) for s in workers for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+    assert em.stats["rate_limited"] == 0  # 36 reads, never more than 9 in a second
 
 
 @pytest.mark.postgres

@@ -7,6 +7,7 @@ When Smaregi fails or is slow, a snapshot younger than STALE_MAX is shown with "
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from ..models import BalanceSnapshot, PointMovement, utcnow
 from ..orders.earning import pending
@@ -57,11 +59,13 @@ def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> di
     ctx = _context(services, shopper)
     now = utcnow()
     snapshot = ctx.snapshot
-    if _fresh(snapshot):
-        reading, as_of, stale = snapshot.reading, snapshot.fetched_at, False
+    if ctx.account is not None:  # the snapshot is fresh (see _context)
+        reading, as_of, stale, account = snapshot.reading, snapshot.fetched_at, False, ctx.account
     else:
+        # The rest of what the answer shows from our database is read while Smaregi answers.
+        beside = _submit(_live_account, services, ctx)
         try:
-            reading = _read_live(services, ctx)
+            reading = _read_live(services, ctx, beside)
             as_of, stale = now, False
             _save_snapshot(services, ctx.shop_id, shopper.customer_id, reading, now)
         except NotRegistered:
@@ -73,21 +77,29 @@ def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> di
             if snapshot is None or now - snapshot.fetched_at > STALE_MAX:
                 raise (PosTimeout() if timed_out else PosUnavailable()) from None
             reading, as_of, stale = snapshot.reading, snapshot.fetched_at, True
-    return _shape(ctx, reading, as_of, stale, locale)
+        account = beside.result()
+    return _shape(ctx.settings, account, reading, as_of, stale, locale)
+
+
+@dataclass(frozen=True)
+class _Account:
+    """What the answer shows from our database beside Smaregi's reading."""
+
+    converted_today: int
+    pending: dict[str, Any]
+    our_transactions: dict[str, str]  # Smaregi transaction id → the movement's reason (a live history's labels)
 
 
 @dataclass(frozen=True)
 class _Context:
-    """Everything the balance needs from our database, read in one transaction."""
+    """What the balance needs from our database before it reads Smaregi, in one transaction."""
 
     shop_id: int
     customer_id: int
     settings: EffectiveSettings
     snapshot: BalanceSnapshot | None
     linked: Member | None
-    converted_today: int
-    our_transactions: dict[str, str]  # Smaregi transaction id → the movement's reason
-    pending: dict[str, Any]
+    account: _Account | None  # read with the rest when the snapshot answers; else beside Smaregi's reads
 
 
 def _context(services: Services, shopper: Shopper) -> _Context:
@@ -95,15 +107,24 @@ def _context(services: Services, shopper: Shopper) -> _Context:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         customer = shopper.customer_id
         snapshot = session.get(BalanceSnapshot, (shop_id, customer))
-        ours = [] if _fresh(snapshot) else session.execute(  # the history is only labelled on a live read
-            select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
-                PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
-                PointMovement.smaregi_transaction_id.is_not(None),
-                PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all()
+        account = _account(session, shop_id, customer, settings, live=False) if _fresh(snapshot) else None
         return _Context(shop_id, customer, settings, snapshot,
-                        linked_member(session, settings.contract_id, shop_id, customer),
-                        converted_today(session, shop_id, customer, settings),
-                        {str(t): reason for t, reason in ours}, pending(session, shop_id, customer, settings))
+                        linked_member(session, settings.contract_id, shop_id, customer), account)
+
+
+def _live_account(services: Services, ctx: _Context) -> _Account:
+    with services.db.transaction() as session:
+        return _account(session, ctx.shop_id, ctx.customer_id, ctx.settings, live=True)
+
+
+def _account(session: Session, shop_id: int, customer: int, settings: EffectiveSettings, *, live: bool) -> _Account:
+    ours = session.execute(  # the history is only labelled on a live read
+        select(PointMovement.smaregi_transaction_id, PointMovement.reason).where(
+            PointMovement.shop_id == shop_id, PointMovement.shopify_customer_id == customer,
+            PointMovement.smaregi_transaction_id.is_not(None),
+            PointMovement.created_at >= utcnow() - timedelta(days=HISTORY_DAYS + 1))).all() if live else []
+    return _Account(converted_today(session, shop_id, customer, settings), pending(session, shop_id, customer, settings),
+                    {str(t): reason for t, reason in ours})
 
 
 def _fresh(snapshot: BalanceSnapshot | None) -> bool:
@@ -115,22 +136,18 @@ def _submit(fn, /, *args, **kwargs) -> Future:
     return _pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
-def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
+def _read_live(services: Services, ctx: _Context, account: Future) -> dict[str, Any]:
     deadline = time.monotonic() + POS_BUDGET_S
     client = services.smaregi.contract(ctx.settings.contract_id)
-    member = find_member(client, ctx.customer_id, ctx.linked, deadline)
-    now = utcnow()
-    points = _submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
-    # Smaregi files transactions under the code the member had then: a store member linked by
-    # e-mail keeps their store history under the code linking replaced.
-    histories = [_submit(client.list_transactions, customer_code=code,
-                              updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
-                 for code in dict.fromkeys(c for c in (member.code, member.earlier_code) if c)]
-    # The rank is the member's current one: a linked member's comes from the directory when
-    # Smaregi's webhooks keep it current, else from a live read beside the other two.
-    live = (_submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
-            if ctx.linked is not None and not (member.in_directory and services.config.smaregi_webhook_secret)
-            else None)
+    with client.reads_reserved(_reads(services, ctx.linked), deadline=deadline):
+        member = find_member(client, ctx.customer_id, ctx.linked, deadline)
+        now = utcnow()
+        points = _submit(client.get_points, member.smaregi_customer_id, deadline=deadline)
+        histories = [_submit(client.list_transactions, customer_code=code,
+                             updated_from=now - timedelta(days=HISTORY_DAYS), updated_to=now, deadline=deadline)
+                     for code in _history_codes(member)]
+        live = (_submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
+                if _rank_is_read(services, ctx.linked) else None)
     def remaining():
         return max(0.0, deadline - time.monotonic()) + 0.05
     balance: PointBalance | None = points.result(timeout=remaining())
@@ -141,8 +158,27 @@ def _read_live(services: Services, ctx: _Context) -> dict[str, Any]:
         "member": {"code": member.code, "rank": member.rank},
         "points": {"balance": balance.points if balance else 0,
                    "expires_on": balance.expires_on.isoformat() if balance and balance.expires_on else None},
-        "history": _movements(transactions, ctx.our_transactions, ctx.settings),
+        "history": _movements(transactions, account.result().our_transactions, ctx.settings),
     }
+
+
+def _reads(services: Services, linked: Member | None) -> int:
+    """The Smaregi reads _read_live makes, whose rate-limit slots it takes in one statement."""
+    if linked is None:
+        return 3  # the member found by code, its points, its one history
+    return 1 + len(_history_codes(linked)) + _rank_is_read(services, linked)
+
+
+def _history_codes(member: Member) -> list[str]:
+    # Smaregi files transactions under the code the member had then: a store member linked by
+    # e-mail keeps their store history under the code linking replaced.
+    return list(dict.fromkeys(c for c in (member.code, member.earlier_code) if c))
+
+
+def _rank_is_read(services: Services, linked: Member | None) -> bool:
+    # The rank is the member's current one: a linked member's comes from the directory when
+    # Smaregi's webhooks keep it current, else from a live read beside the other two.
+    return linked is not None and not (linked.in_directory and services.config.smaregi_webhook_secret)
 
 
 def _current_member(services: Services, contract_id: str, member: Member, live: Future | None,
@@ -192,9 +228,9 @@ def _movements(transactions: list[dict[str, Any]], ours: dict[str, str], setting
     return out
 
 
-def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool, locale: str) -> dict[str, Any]:
+def _shape(settings: EffectiveSettings, account: _Account, reading: dict[str, Any], as_of: datetime, stale: bool,
+           locale: str) -> dict[str, Any]:
     lang = "ja" if locale.lower().startswith("ja") else "en"
-    settings = ctx.settings
     rank = reading["member"].get("rank")
     labels = (settings.rank_labels.get(rank) or {}) if rank else {}
     return {
@@ -205,9 +241,9 @@ def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool,
                     for m in reading["history"]],
         "conversion": {"unit": settings.points_unit, "minimum": settings.points_minimum,
                        "daily_limit": settings.points_daily_limit,
-                       "remaining_today": max(0, settings.points_daily_limit - ctx.converted_today),
+                       "remaining_today": max(0, settings.points_daily_limit - account.converted_today),
                        "yen_per_point": settings.yen_per_point},
-        "pending": ctx.pending,
+        "pending": account.pending,
         "as_of": as_of.astimezone(settings.timezone).isoformat(timespec="seconds"),
         "stale": stale,
     }
@@ -215,13 +251,17 @@ def _shape(ctx: _Context, reading: dict[str, Any], as_of: datetime, stale: bool,
 
 def _save_snapshot(services: Services, shop_id: int, customer_id: int, reading: dict, at: datetime) -> None:
     """A cache, written on the shopper's clock: one statement that does not wait for the disk."""
-    insert = postgresql.insert if services.db.is_postgres else sqlite.insert
-    stmt = insert(BalanceSnapshot).values(shop_id=shop_id, shopify_customer_id=customer_id, reading=reading,
-                                          fetched_at=at)
     with services.db.ephemeral.begin() as conn:
-        conn.execute(stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
-                                                set_={"reading": stmt.excluded.reading,
-                                                      "fetched_at": stmt.excluded.fetched_at}))
+        conn.execute(_snapshot_upsert(services.db.is_postgres),
+                     {"shop_id": shop_id, "shopify_customer_id": customer_id, "reading": reading, "fetched_at": at})
+
+
+@functools.cache
+def _snapshot_upsert(postgres: bool):
+    """Built once: building it took longer than running it (the row comes with each execution)."""
+    stmt = (postgresql.insert if postgres else sqlite.insert)(BalanceSnapshot)
+    return stmt.on_conflict_do_update(index_elements=["shop_id", "shopify_customer_id"],
+                                      set_={"reading": stmt.excluded.reading, "fetched_at": stmt.excluded.fetched_at})
 
 
 def _parse(value: Any) -> datetime | None:

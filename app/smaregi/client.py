@@ -2,7 +2,8 @@
 
 Rules it keeps:
 - every call has a timeout, bounded by the caller's deadline (a shopper waits; a worker doesn't);
-- every call takes a slot from the shared per-contract rate limit (token requests count as writes);
+- every call takes a slot from the shared per-contract rate limit (token requests count as writes;
+  a shopper's reads side by side take theirs in one reservation);
 - numbers travel as JSON strings: we send strings and hand callers ints;
 - problem+json errors become typed exceptions (errors.py);
 - only safe calls (GET) are retried on 5xx/timeouts; a write is retried only when Smaregi provably
@@ -14,6 +15,8 @@ import email.utils
 import logging
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -123,6 +126,9 @@ class Smaregi:
         self.limiter = limiter
         self.timeout_s = timeout_s
         self.http = requests.Session()
+        # Nothing of ours is configured through the environment (proxies, ~/.netrc, CA bundles),
+        # and requests would look all of them up again on every call (about 0.1 ms each here).
+        self.http.trust_env = False
         self.http.mount("http://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
         self.http.mount("https://", HTTPAdapter(pool_connections=4, pool_maxsize=32))
         self.tokens = ContractTokens(db, cipher, self._fetch_token, self._reserve_token_slot)
@@ -161,6 +167,15 @@ class SmaregiClient:
     def __init__(self, smaregi: Smaregi, contract_id: str):
         self.s = smaregi
         self.contract_id = contract_id
+
+    @contextmanager
+    def reads_reserved(self, reads: int, *, deadline: float) -> Iterator[None]:
+        """The rate-limit slots of the `reads` calls a shopper's request is about to make side by
+        side, in one round trip; calls made in this context (or copies of it on a pool) use them."""
+        with waiting_on("ratelimit"):
+            reservation = self.s.limiter.reserve(self.contract_id, "read", reads, deadline)
+        with reservation:
+            yield
 
     # -- members -----------------------------------------------------------------------------
     def find_customer_by_code(self, code: str, *, deadline: float | None = None) -> dict[str, Any] | None:
@@ -268,8 +283,9 @@ class SmaregiClient:
             token = None
             try:
                 token = self.s.tokens.get(self.contract_id, deadline)
-                with waiting_on("ratelimit"):
-                    self.s.limiter.acquire(self.contract_id, kind, deadline, background=background)
+                if not self.s.limiter.take_reserved(self.contract_id, kind):
+                    with waiting_on("ratelimit"):
+                        self.s.limiter.acquire(self.contract_id, kind, deadline, background=background)
                 return self._send(method, path, token, params, json, deadline)
             except SmaregiRateLimited as exc:
                 # Not applied, by definition: every process waits Retry-After, then we try again.

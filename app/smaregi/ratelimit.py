@@ -5,6 +5,11 @@ one conditional upsert (one statement, one transaction): the row's count goes up
 below the caller's ceiling, so waiting never counts against anyone. The worker's scheduler deletes
 old rows.
 
+A shopper's request that is about to make several reads side by side reserves their slots in that
+same statement (count + n within the ceiling, all in one second); its calls then take them from the
+reservation without a round trip, while the second lasts. A slot reserved and not used only costs
+quota.
+
 Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
 waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
 slot), and that share only from LATE_S into the second, when no shopper has taken it and none has
@@ -24,7 +29,9 @@ import functools
 import logging
 import math
 import random
+import threading
 import time
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -38,7 +45,7 @@ from .errors import ContractPaused
 log = logging.getLogger(__name__)
 
 # A request sent in the last few ms of a second may arrive in the next one by Smaregi's clock;
-# such requests take a slot of the next second instead.
+# such requests take a slot of the next second, and wait for it, unless a shopper's (below).
 EDGE_GUARD_S = 0.03
 # Background requests wait in a busy worker between their slot and the wire: their guard is wider.
 BACKGROUND_EDGE_GUARD_S = 0.1
@@ -47,6 +54,39 @@ LATE_S = 0.8  # into the second: reserved slots no shopper took go to background
 SHOPPERS_QUIET_S = 3  # …once no shopper has sent a request of that kind for this many seconds
 PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
 JITTER_S = 0.01
+
+# The current request's reservation: a context variable, so the pool threads its reads run in (in
+# copies of its context) take from the same one.
+_reserved: ContextVar[Reservation | None] = ContextVar("smaregi_reserved_slots", default=None)
+
+
+class Reservation:
+    """`left` slots of one contract's `second`, taken at once; current inside `with`."""
+
+    def __init__(self, contract_id: str, kind: str, second: int, left: int, clock):
+        self.contract_id, self.kind, self.second, self.left = contract_id, kind, second, left
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def take(self, contract_id: str, kind: str) -> bool:
+        """One of the slots, only within the second they were counted in."""
+        with self._lock:
+            if (contract_id, kind) != (self.contract_id, self.kind) or self.left == 0 \
+                    or self._clock() > self.second + 1 - EDGE_GUARD_S:
+                return False
+            self.left -= 1
+            return True
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.left = 0
+
+    def __enter__(self) -> Reservation:
+        self._token = _reserved.set(self)
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        _reserved.reset(self._token)
 
 
 class RateLimiter:
@@ -62,6 +102,21 @@ class RateLimiter:
     def acquire(self, contract_id: str, kind: str, deadline: float | None = None, background: bool = False) -> None:
         """Block until a slot is ours. Raise ContractPaused if that would pass `deadline` (monotonic).
         `background`: nobody waits on this request, so shoppers' requests go first."""
+        self._acquire(contract_id, kind, 1, deadline, background)
+
+    def reserve(self, contract_id: str, kind: str, slots: int, deadline: float | None = None) -> Reservation:
+        """A shopper's `slots` slots of one second, in one statement (as many as the limit allows:
+        calls beyond them take their own). Waits and raises as `acquire` does."""
+        slots = min(slots, self.limits[kind])
+        second = self._acquire(contract_id, kind, slots, deadline, background=False)
+        return Reservation(contract_id, kind, second, slots, self.clock)
+
+    def take_reserved(self, contract_id: str, kind: str) -> bool:
+        """A slot from the current context's reservation, if it has one left for this second."""
+        reservation = _reserved.get()
+        return reservation is not None and reservation.take(contract_id, kind)
+
+    def _acquire(self, contract_id: str, kind: str, slots: int, deadline: float | None, background: bool) -> int:
         limit = self.limits[kind]
         early = limit - max(1, math.ceil(limit * SHOPPER_SHARE)) if background else limit
         edge = BACKGROUND_EDGE_GUARD_S if background else EDGE_GUARD_S
@@ -71,12 +126,15 @@ class RateLimiter:
             if now - second > 1 - edge:
                 second += 1
             late = now >= second + LATE_S
-            if self._take(contract_id, kind, second, early, shopper=not background) or (
+            if self._take(contract_id, kind, second, early, slots, shopper=not background) or (
                     late and early < limit and not self._shoppers_about(contract_id, kind, second)
-                    and self._take(contract_id, kind, second, limit, shopper=False)):
-                if second > now:
+                    and self._take(contract_id, kind, second, limit, slots, shopper=False)):
+                # A shopper's request sent now counts in the second it leaves too, when that has
+                # room: wherever it lands it was counted, and nobody waits up to EDGE_GUARD_S.
+                if second > now and (background or not self._take(contract_id, kind, second - 1, limit, slots,
+                                                                  shopper=True)):
                     self._wait(second - now, deadline)
-                return
+                return second
             # Full up to our ceiling: background tries the reserved slots late in this second; a
             # contract Smaregi paused waits the pause out (or gives up at once if it is too long).
             retry_at = second + 1 if early == limit or late else second + LATE_S
@@ -87,6 +145,9 @@ class RateLimiter:
         """Smaregi said 429: every process stops sending to this contract for `seconds`."""
         now = self.clock()
         covered = range(int(now), math.ceil(now + seconds))
+        reservation = _reserved.get()
+        if reservation is not None and reservation.contract_id == contract_id:
+            reservation.cancel()  # its slots count in a second Smaregi has just refused
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
@@ -97,14 +158,15 @@ class RateLimiter:
                                 for kind in self.limits for second in covered])
         log.warning("smaregi.contract_paused", extra={"contract_id": contract_id, "seconds": seconds})
 
-    def _take(self, contract_id: str, kind: str, second: int, ceiling: int, shopper: bool) -> bool:
-        """One statement: a slot of `second` if fewer than `ceiling` are taken."""
-        if ceiling <= 0:
+    def _take(self, contract_id: str, kind: str, second: int, ceiling: int, slots: int, shopper: bool) -> bool:
+        """One statement: `slots` slots of `second` if that leaves at most `ceiling` taken."""
+        if ceiling < slots:
             return False
         with self._slots.begin() as conn:
             take = _statements(conn.dialect.name).take
             return conn.execute(take, {"contract_id": contract_id, "kind": kind, "second": second,
-                                       "ceiling": ceiling, "shopper": int(shopper)}).first() is not None
+                                       "ceiling": ceiling, "slots": slots,
+                                       "shopper": slots if shopper else 0}).first() is not None
 
     def _shoppers_about(self, contract_id: str, kind: str, second: int) -> bool:
         """Did a shopper send a request of `kind` in this second or the SHOPPERS_QUIET_S before it?
@@ -141,11 +203,12 @@ def _statements(dialect: str) -> _Statements:
     row = insert(slots).values(contract_id=bindparam("contract_id"), kind=bindparam("kind"),
                                second=bindparam("second"))
     key = ["contract_id", "kind", "second"]
-    # A fresh row starts at 1 (every ceiling is at least 1); a paused second is never fresh.
-    take = row.values(used=1, shopper_used=bindparam("shopper")).on_conflict_do_update(
-        index_elements=key, set_={"used": slots.c.used + 1,
+    # A fresh row starts at `slots` (never above the ceiling: see _take); a paused second is never fresh.
+    taken = bindparam("slots", type_=slots.c.used.type)
+    take = row.values(used=taken, shopper_used=bindparam("shopper")).on_conflict_do_update(
+        index_elements=key, set_={"used": slots.c.used + taken,
                                   "shopper_used": slots.c.shopper_used + bindparam("shopper")},
-        where=slots.c.used < bindparam("ceiling")).returning(slots.c.used)
+        where=slots.c.used + taken <= bindparam("ceiling")).returning(slots.c.used)
     fill = row.values(used=PAUSED).on_conflict_do_update(index_elements=key, set_={"used": PAUSED})
     shoppers = (select(slots.c.second)
                 .where(slots.c.contract_id == bindparam("contract_id"), slots.c.kind == bindparam("kind"),
