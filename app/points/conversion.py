@@ -24,7 +24,7 @@ from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from . import errors as e
-from .ledger import IN_FLIGHT, converted_today, shop_today, shown_code
+from .ledger import IN_FLIGHT, converted_today, converted_today_query, shop_today, shown_code
 from .member import Shopper, find_member, linked_member, shop_and_settings, shop_and_settings_in
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ def convert(services: Services, shopper: Shopper, points: int, key: str) -> Conv
     # One read transaction for everything the checks need from our database.
     with services.db.transaction() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
-        existing, refused = _by_key_or_refused(session, shop_id, key)
-        converted = converted_today(session, shop_id, shopper.customer_id, settings)
+        existing, refused, converted = _by_key_and_today(session, shop_id, shopper.customer_id, key, settings)
         linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)
     if existing is not None:
         return replay(existing, shopper, points, settings)
@@ -123,14 +122,18 @@ def replay(conversion: Conversion, shopper: Shopper, points: int, settings: Effe
     return ConversionResult(conversion, False, settings.timezone)
 
 
-def _by_key_or_refused(session, shop_id: int, key: str) -> tuple[Conversion | None, ConversionRefusal | None]:
-    """What this key already did — a conversion, or a refusal — in one statement on the shopper's clock."""
+def _by_key_and_today(session, shop_id: int, customer_id: int, key: str, settings: EffectiveSettings
+                      ) -> tuple[Conversion | None, ConversionRefusal | None, int]:
+    """What this key already did (a conversion, or a refusal) and the points converted today, in
+    one statement on the shopper's clock."""
     row = session.execute(
-        select(Conversion, ConversionRefusal).select_from(select(literal(1).label("one")).subquery())
+        select(Conversion, ConversionRefusal,
+               converted_today_query(shop_id, customer_id, settings).scalar_subquery())
+        .select_from(select(literal(1).label("one")).subquery())
         .outerjoin(Conversion, and_(Conversion.shop_id == shop_id, Conversion.idempotency_key == key))
         .outerjoin(ConversionRefusal, and_(ConversionRefusal.shop_id == shop_id,
                                            ConversionRefusal.idempotency_key == key))).one()
-    return row[0], row[1]
+    return row[0], row[1], int(row[2] or 0)
 
 
 def _same_request(original: Conversion | ConversionRefusal, shopper: Shopper, points: int) -> None:

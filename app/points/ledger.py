@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from ..models import Conversion, utcnow
@@ -46,12 +46,40 @@ def shop_today(settings: EffectiveSettings) -> date:
     return utcnow().astimezone(settings.timezone).date()
 
 
-def converted_today(session: Session, shop_id: int, customer_id: int, settings: EffectiveSettings,
-                    exclude_id: str | None = None) -> int:
+def converted_today_query(shop_id: int, customer_id: int, settings: EffectiveSettings,
+                          exclude_id: str | None = None):
     """Points converted today (shop time zone), counting completed and in-flight conversions."""
     query = select(func.coalesce(func.sum(Conversion.points), 0)).where(
         Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer_id,
         Conversion.local_date == shop_today(settings), Conversion.status.in_(COUNTS_TOWARD_LIMIT))
     if exclude_id is not None:
         query = query.where(Conversion.id != exclude_id)
-    return int(session.scalar(query) or 0)
+    return query
+
+
+def converted_today(session: Session, shop_id: int, customer_id: int, settings: EffectiveSettings,
+                    exclude_id: str | None = None) -> int:
+    return int(session.scalar(converted_today_query(shop_id, customer_id, settings, exclude_id)) or 0)
+
+
+# The customer's `loyalty.coupons` metafield is written whole from these rows: the newest coupons
+# whose code may be shown (the proxy's listing has them all; a metafield is no archive).
+COUPON_LIST_LIMIT = 50
+LEDGER = Conversion.__table__
+_CUSTOMER = (LEDGER.c.shop_id == bindparam("shop_id")) & (LEDGER.c.shopify_customer_id == bindparam("customer_id"))
+_SHOWN_COUPONS = (select(LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount,
+                         LEDGER.c.currency, LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
+                  .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN]))
+                  .order_by(LEDGER.c.created_at.desc(), LEDGER.c.id.desc()).limit(COUPON_LIST_LIMIT))
+_ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT])))
+
+
+def shown_coupons(session: Session, shop_id: int, customer_id: int) -> list:
+    """The rows of the customer's coupon list, oldest first (as they were once appended)."""
+    rows = session.connection().execute(_SHOWN_COUPONS, {"shop_id": shop_id, "customer_id": customer_id}).all()
+    return rows[::-1]
+
+
+def any_in_flight(session: Session, shop_id: int, customer_id: int) -> bool:
+    return bool(session.connection().execute(
+        _ANY_IN_FLIGHT, {"shop_id": shop_id, "customer_id": customer_id}).scalar())

@@ -35,7 +35,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.errors import SmaregiError
 from . import errors as e
 from . import movements
-from .ledger import CODE_SHOWN, IN_FLIGHT
+from .ledger import CODE_SHOWN, COUPON_LIST_LIMIT, IN_FLIGHT, any_in_flight, shown_coupons
 from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ DEDUCT_BUDGET_S = 3.0
 RECONCILE_BUDGET_S = 3.0
 MAX_SWEEP_ATTEMPTS = 8
 LEASE = timedelta(seconds=60)
+LIST_CONTENDED_RETRY = timedelta(seconds=30)
 
 LEDGER = Conversion.__table__
 SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
@@ -138,10 +139,13 @@ class Saga:
 
     def _deduct(self, c: Conversion, shop: str) -> Conversion:
         """The deduction is a point movement (movements.py), written ahead in the same statement
-        that records the code and moves the conversion to `deducting`."""
+        that records the code and moves the conversion to `deducting`. The customer's coupon list
+        is read in that transaction too: after the reservation committed (see _record_coupon)."""
         now = utcnow()
-        c = self._advance(c, "reserved", status="deducting", discount_id=c.discount_id, deducting_since=now,
-                          movement=movements.deduction_sending(c, now))
+        with self.s.db.transaction() as session:
+            c = self._advance_in(session, c, "reserved", status="deducting", discount_id=c.discount_id,
+                                 deducting_since=now, movement=movements.deduction_sending(c, now))
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         client = self.s.smaregi.contract(self._contract(c))
         sent = movements.send_change(client, c.smaregi_customer_id, -c.points,
                                      deadline=time.monotonic() + DEDUCT_BUDGET_S)
@@ -158,7 +162,7 @@ class Saga:
             log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
         ids = sent.change.transaction_ids
-        recorded = self._append_coupon(c, shop, status="completed")
+        recorded = self._write_coupons(c, shop, coupons, completing=True)
         completed = partial(self._advance, c, "deducting", status="completed", smaregi_transaction_ids=ids,
                             balance_after=sent.change.points, leased_until=None, metafield_recorded=recorded,
                             attempts=c.attempts + (not recorded), forget_balance=True,
@@ -195,26 +199,44 @@ class Saga:
         return c
 
     def _complete(self, c: Conversion, shop: str) -> Conversion:
-        recorded = self._append_coupon(c, shop, status="completed")
+        with self.s.db.transaction() as session:
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
+        recorded = self._write_coupons(c, shop, coupons, completing=True)
         c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
                           attempts=c.attempts + (not recorded), forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
         return c
 
     def _record_coupon(self, c: Conversion, shop: str) -> Conversion:
-        """The sweeper's retry of a coupon entry that could not be written at completion."""
-        recorded = self._append_coupon(c, shop)
-        return self._advance(c, c.status, metafield_recorded=recorded, attempts=c.attempts + (not recorded))
+        """The sweeper's write of the coupon list after a failed write or a change in the ledger
+        (used, returned, expired), and the merchant's confirmation.
 
-    def _append_coupon(self, c: Conversion, shop: str, status: str | None = None) -> bool:
-        """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
-        entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
-                 "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
-                 "created_at": c.created_at.isoformat()}
-        if c.order_name:
-            entry["order_name"] = c.order_name
+        Writers of the list race (no compareDigest): the last write to land wins. A completing
+        conversion reads the list after its reservation committed and writes it, itself included,
+        before it completes. Every other writer checks after its write: a list changed since it read
+        it, or a conversion of the customer in flight (whose write may land after ours, from a list
+        read before our change; or ours after its, from a list read before it completed), means ours
+        may not be the last word, and it is written again later."""
+        with self.s.db.transaction() as session:
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
+        if not self._write_coupons(c, shop, coupons):
+            return self._advance(c, c.status, metafield_recorded=False, attempts=c.attempts + 1)
+        with self.s.db.transaction() as session:
+            settled = (shown_coupons(session, c.shop_id, c.shopify_customer_id) == coupons
+                       and not any_in_flight(session, c.shop_id, c.shopify_customer_id))
+            if settled:
+                return self._advance_in(session, c, c.status, metafield_recorded=True)
+            return self._advance_in(session, c, c.status, metafield_recorded=False,
+                                    next_attempt_at=utcnow() + LIST_CONTENDED_RETRY)
+
+    def _write_coupons(self, c: Conversion, shop: str, coupons: list, completing: bool = False) -> bool:
+        """Best effort: the conversion stands even if Shopify's metafield write fails (retried later).
+        `completing`: `c` joins the list as completed, the status it takes once this is written."""
+        entries = [coupon_entry(row) for row in coupons]
+        if completing:
+            entries = [*entries, coupon_entry(c, status="completed")][-COUPON_LIST_LIMIT:]
         try:
-            self.discounts.record_coupon(shop, c.shopify_customer_id, entry)
+            self.discounts.set_coupons(shop, c.shopify_customer_id, entries)
             return True
         except Exception as exc:  # the points are already deducted: nothing in this step may strand them
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
@@ -328,24 +350,29 @@ class Saga:
         `movement`: the deduction movement's step, landing with this one or not at all.
         `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
         with self.s.db.transaction() as session:
-            conn = session.connection()
-            stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
-                    .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
-            forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
-                                                   BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
-            if movement is not None and conn.dialect.name == "postgresql":
-                # One round trip: the movement and the forgotten balance land only if the row moved.
-                moved = stmt.cte("moved")
-                query = select(moved).add_cte(movement.statement(moved).cte("movement"))
-                if forget_balance:
-                    query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
-                row = conn.execute(query).first()
-            else:
-                row = conn.execute(stmt).first()
-                if row is not None and movement is not None:
-                    conn.execute(movement.statement())
-                if row is not None and forget_balance:
-                    conn.execute(forget)
+            return self._advance_in(session, c, expected, forget_balance, movement, **values)
+
+    def _advance_in(self, session, c: Conversion, expected: str, forget_balance: bool = False,
+                    movement: movements.Step | None = None, **values: Any) -> Conversion:
+        """_advance in the caller's transaction (LostRace rolls it back)."""
+        conn = session.connection()
+        stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
+                .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
+        forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
+                                               BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
+        if movement is not None and conn.dialect.name == "postgresql":
+            # One round trip: the movement and the forgotten balance land only if the row moved.
+            moved = stmt.cte("moved")
+            query = select(moved).add_cte(movement.statement(moved).cte("movement"))
+            if forget_balance:
+                query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
+            row = conn.execute(query).first()
+        else:
+            row = conn.execute(stmt).first()
+            if row is not None and movement is not None:
+                conn.execute(movement.statement())
+            if row is not None and forget_balance:
+                conn.execute(forget)
         if row is None:
             raise LostRace(c.id)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands
@@ -357,6 +384,16 @@ class Saga:
 
     def _fail(self, c: Conversion, expected: str, code: str, message: str) -> Conversion:
         return self._advance(c, expected, status="failed", error_code=code, error_message=message, leased_until=None)
+
+
+def coupon_entry(c, status: str | None = None) -> dict[str, Any]:
+    """One coupon in `loyalty.coupons` (a ledger row or a Conversion)."""
+    entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
+             "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+             "created_at": c.created_at.isoformat()}
+    if c.order_name:
+        entry["order_name"] = c.order_name
+    return entry
 
 
 def sweep(services: Services, limit: int = 20) -> int:
