@@ -18,13 +18,14 @@ answer was lost is never sent again: we look for it in the member's transactions
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import BalanceSnapshot, Conversion, Shop, utcnow
@@ -356,25 +357,17 @@ class Saga:
                     movement: movements.Step | None = None, **values: Any) -> Conversion:
         """_advance in the caller's transaction (LostRace rolls it back)."""
         conn = session.connection()
-        stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
-                .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
-        forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
-                                               BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
-        if movement is not None and conn.dialect.name == "postgresql":
-            # One round trip: the movement and the forgotten balance land only if the row moved.
-            moved = stmt.cte("moved")
-            query = select(moved).add_cte(movement.statement(moved).cte("movement"))
-            if forget_balance:
-                query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
-            row = conn.execute(query).first()
-        else:
-            row = conn.execute(stmt).first()
-            if row is not None and movement is not None:
-                conn.execute(movement.statement())
-            if row is not None and forget_balance:
-                conn.execute(forget)
+        values["updated_at"] = utcnow()
+        first, *then = _advance_statements(conn.dialect.name, tuple(sorted(values)),
+                                           movement.shape if movement else None, forget_balance)
+        params = {"c_id": c.id, "c_expected": expected, "c_shop_id": c.shop_id,
+                  "c_customer_id": c.shopify_customer_id, **{f"v_{k}": v for k, v in values.items()},
+                  **(movement.params() if movement else {})}
+        row = conn.execute(first, params).first()
         if row is None:
             raise LostRace(c.id)
+        for stmt in then:
+            conn.execute(stmt, params)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands
 
     def _retry_later(self, c: Conversion, when, **values: Any) -> None:
@@ -384,6 +377,26 @@ class Saga:
 
     def _fail(self, c: Conversion, expected: str, code: str, message: str) -> Conversion:
         return self._advance(c, expected, status="failed", error_code=code, error_message=message, leased_until=None)
+
+
+@functools.cache
+def _advance_statements(dialect: str, columns: tuple[str, ...], step: tuple | None, forget_balance: bool) -> tuple:
+    """The statements of one kind of step, built once: building them (a CTE returning every
+    column) cost more of the shopper's time than running them. Bind parameters: `c_id`,
+    `c_expected`, `c_shop_id`, `c_customer_id`, `v_<column>` and the movement's `m_<column>`."""
+    stmt = (update(LEDGER).where(LEDGER.c.id == bindparam("c_id"), LEDGER.c.status == bindparam("c_expected"))
+            .values({k: bindparam(f"v_{k}", type_=LEDGER.c[k].type) for k in columns}).returning(*LEDGER.c))
+    forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == bindparam("c_shop_id"),
+                                           BalanceSnapshot.shopify_customer_id == bindparam("c_customer_id"))
+    if step is not None and dialect == "postgresql":
+        # One round trip: the movement and the forgotten balance land only if the row moved.
+        moved = stmt.cte("moved")
+        query = select(moved).add_cte(movements.step_statement(step, moved).cte("movement"))
+        if forget_balance:
+            query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
+        return (query,)
+    return (stmt, *([movements.step_statement(step)] if step is not None else []),
+            *([forget] if forget_balance else []))
 
 
 def coupon_entry(c, status: str | None = None) -> dict[str, Any]:
