@@ -46,27 +46,31 @@ def shop_today(settings: EffectiveSettings) -> date:
     return utcnow().astimezone(settings.timezone).date()
 
 
-def converted_today_query(shop_id: int, customer_id: int, settings: EffectiveSettings,
-                          exclude_id: str | None = None):
-    """Points converted today (shop time zone), counting completed and in-flight conversions."""
-    query = select(func.coalesce(func.sum(Conversion.points), 0)).where(
-        Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer_id,
-        Conversion.local_date == shop_today(settings), Conversion.status.in_(COUNTS_TOWARD_LIMIT))
-    if exclude_id is not None:
-        query = query.where(Conversion.id != exclude_id)
-    return query
+LEDGER = Conversion.__table__
+_CUSTOMER = (LEDGER.c.shop_id == bindparam("shop_id")) & (LEDGER.c.shopify_customer_id == bindparam("customer_id"))
+# Points converted today (shop time zone), counting completed and in-flight conversions; built
+# once (on the shopper's clock), with the parameters of converted_today_params.
+CONVERTED_TODAY = select(func.coalesce(func.sum(LEDGER.c.points), 0)).where(
+    _CUSTOMER, LEDGER.c.local_date == bindparam("today"),
+    LEDGER.c.status.in_([s.value for s in COUNTS_TOWARD_LIMIT]))
+_CONVERTED_TODAY_BUT = CONVERTED_TODAY.where(LEDGER.c.id != bindparam("exclude_id"))
+
+
+def converted_today_params(shop_id: int, customer_id: int, settings: EffectiveSettings) -> dict:
+    return {"shop_id": shop_id, "customer_id": customer_id, "today": shop_today(settings)}
 
 
 def converted_today(session: Session, shop_id: int, customer_id: int, settings: EffectiveSettings,
                     exclude_id: str | None = None) -> int:
-    return int(session.scalar(converted_today_query(shop_id, customer_id, settings, exclude_id)) or 0)
+    params = converted_today_params(shop_id, customer_id, settings)
+    if exclude_id is None:
+        return int(session.connection().execute(CONVERTED_TODAY, params).scalar() or 0)
+    return int(session.connection().execute(_CONVERTED_TODAY_BUT, {**params, "exclude_id": exclude_id}).scalar() or 0)
 
 
 # The customer's `loyalty.coupons` metafield is written whole from these rows: the newest coupons
 # whose code may be shown (the proxy's listing has them all; a metafield is no archive).
 COUPON_LIST_LIMIT = 50
-LEDGER = Conversion.__table__
-_CUSTOMER = (LEDGER.c.shop_id == bindparam("shop_id")) & (LEDGER.c.shopify_customer_id == bindparam("customer_id"))
 _SHOWN_COUPONS = (select(LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount,
                          LEDGER.c.currency, LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
                   .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN]))
