@@ -298,7 +298,8 @@ def test_a_list_written_while_a_conversion_is_in_flight_is_written_again_later(g
     sweep(given.services)  # writes `used`; the reserved conversion's own write may land after it
     assert _coupon_list(given) == [(first, "used", "#1001")]
     used = given.ledger()[0]
-    assert not used.metafield_recorded and used.next_attempt_at > utcnow() and used.attempts == 0
+    assert not used.metafield_recorded and used.attempts == 0  # contended, not failed: no attempt used up
+    assert used.leased_until is None and used.next_attempt_at > utcnow()  # written again in 30 s
     second = Saga(given.services).run(reserved).code
     assert _coupon_list(given) == [(first, "used", "#1001"), (second, "completed", None)]
     _sweep_now(given)

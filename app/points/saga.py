@@ -227,7 +227,7 @@ class Saga:
                        and not any_in_flight(session, c.shop_id, c.shopify_customer_id))
             if settled:
                 return self._advance_in(session, c, c.status, metafield_recorded=True)
-            return self._advance_in(session, c, c.status, metafield_recorded=False,
+            return self._advance_in(session, c, c.status, metafield_recorded=False, leased_until=None,
                                     next_attempt_at=utcnow() + LIST_CONTENDED_RETRY)
 
     def _write_coupons(self, c: Conversion, shop: str, coupons: list, completing: bool = False) -> bool:
