@@ -18,11 +18,10 @@ answer was lost is never sent again: we look for it in the member's transactions
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from sqlalchemy import bindparam, delete, or_, select, update
@@ -379,7 +378,7 @@ class Saga:
         return self._advance(c, expected, status="failed", error_code=code, error_message=message, leased_until=None)
 
 
-@functools.cache
+@cache
 def _advance_statements(dialect: str, columns: tuple[str, ...], step: tuple | None, forget_balance: bool) -> tuple:
     """The statements of one kind of step, built once: building them (a CTE returning every
     column) cost more of the shopper's time than running them. Bind parameters: `c_id`,
