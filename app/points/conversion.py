@@ -71,8 +71,8 @@ def check_rules(points: int, settings: EffectiveSettings, converted_today: int) 
 
 
 def convert(services: Services, shopper: Shopper, points: int, key: str) -> ConversionResult:
-    # One read transaction for everything the checks need from our database.
-    with services.db.transaction() as session:
+    # Everything the checks need from our database: reads, so no transaction around them.
+    with services.db.autocommit() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         existing, refused, converted = _by_key_and_today(session, shop_id, shopper.customer_id, key, settings)
         linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)

@@ -142,9 +142,10 @@ class Saga:
         that records the code and moves the conversion to `deducting`. The customer's coupon list
         is read in that transaction too: after the reservation committed (see _record_coupon)."""
         now = utcnow()
-        with self.s.db.transaction() as session:
+        step = movements.deduction_sending(c, now)
+        with self._unit(step, forget_balance=False) as session:
             c = self._advance_in(session, c, "reserved", status="deducting", discount_id=c.discount_id,
-                                 deducting_since=now, movement=movements.deduction_sending(c, now))
+                                 deducting_since=now, movement=step)
             coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         client = self.s.smaregi.contract(self._contract(c))
         sent = movements.send_change(client, c.smaregi_customer_id, -c.points,
@@ -349,8 +350,14 @@ class Saga:
         Core, not the ORM: this runs on the shopper's clock.
         `movement`: the deduction movement's step, landing with this one or not at all.
         `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
-        with self.s.db.transaction() as session:
+        with self._unit(movement, forget_balance) as session:
             return self._advance_in(session, c, expected, forget_balance, movement, **values)
+
+    def _unit(self, movement: movements.Step | None, forget_balance: bool):
+        """A step that is one statement (see _advance_statements) commits by itself, sparing the
+        BEGIN and COMMIT round trips of a transaction; one of several statements is a transaction."""
+        one_statement = (movement is not None and self.s.db.is_postgres) or (movement is None and not forget_balance)
+        return self.s.db.autocommit() if one_statement else self.s.db.transaction()
 
     def _advance_in(self, session, c: Conversion, expected: str, forget_balance: bool = False,
                     movement: movements.Step | None = None, **values: Any) -> Conversion:
