@@ -28,6 +28,9 @@ class Database:
             self.ephemeral: Engine = create_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=300, hide_parameters=HIDE_PARAMETERS,
                 isolation_level="AUTOCOMMIT", connect_args={"options": "-c synchronous_commit=off"})
+            # Durable like `engine`, but each statement commits by itself: psycopg sends BEGIN as a
+            # round trip of its own, so a transaction costs two round trips besides its statements.
+            self.autocommit_engine: Engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
             ensure_sqlite_folder(url)
             self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
@@ -36,12 +39,23 @@ class Database:
             event.listen(self.engine, "begin", _sqlite_begin_immediate)
             # SQLite's transactions are local calls, and its BEGIN IMMEDIATE serialises writers.
             self.ephemeral = self.engine
+            self.autocommit_engine = self.engine  # a local transaction costs no round trip
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit_sessions = sessionmaker(self.autocommit_engine, expire_on_commit=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """Commit on success, roll back on any exception."""
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def autocommit(self) -> Iterator[Session]:
+        """For statements that each stand alone: reads (under READ COMMITTED each statement sees
+        its own snapshot anyway) or one write that is a whole unit. On Postgres each commits, as
+        durably as in `transaction()`, without the BEGIN and COMMIT round trips; on SQLite this
+        is `transaction()`."""
+        with self._autocommit_sessions.begin() as session:
             yield session
 
     def session(self) -> Session:

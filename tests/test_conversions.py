@@ -221,7 +221,7 @@ def test_a_crash_after_the_deduction_is_completed_by_the_sweeper(given, monkeypa
     def process_dies(*_args, **_kwargs):  # after Smaregi deducted, before the ledger recorded it
         raise SystemExit
 
-    monkeypatch.setattr(saga.discounts, "record_coupon", process_dies)
+    monkeypatch.setattr(saga.discounts, "set_coupons", process_dies)
     with pytest.raises(SystemExit):
         saga._deduct(saga._create_code(reserved, SHOP), SHOP)
     assert given.ledger()[0].status == "deducting" and given.balance() == 750
@@ -262,6 +262,89 @@ def _settings(given):
 
     with given.services.db.transaction() as s:
         return effective_settings(s, s.scalar(select(Shop)), given.services.config)
+
+
+# -- the coupon list (`loyalty.coupons`), written whole from the ledger ------------------------------------
+
+def _coupon_list(given) -> list[tuple]:
+    field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")
+    return [(c["code"], c["status"], c.get("order_name")) for c in json.loads(field["value"])]
+
+
+def _sweep_now(given) -> None:
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+    sweep(given.services)
+
+
+def test_the_coupon_list_is_the_ledgers_and_replaces_whatever_was_there(given):
+    with given.shopify.lock:  # the `loyalty` namespace is not reserved: someone wrote there before us
+        given.shopify.shop(SHOP).metafields[(f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")] = {
+            "value": '[{"code": "SOMEONE-ELSES"}]', "type": "json"}
+    first, second = (given.convert(500).json["conversion"]["code"] for _ in range(2))
+    assert _coupon_list(given) == [(first, "completed", None), (second, "completed", None)]
+    assert [c.metafield_recorded for c in given.ledger()] == [True, True]
+
+
+def test_a_list_written_while_a_conversion_is_in_flight_is_written_again_later(given):
+    from app.points import conversion as conv
+    from app.points.member import Shopper
+
+    first = given.convert(500).json["conversion"]["code"]
+    with given.services.db.transaction() as s:  # an order used it (orders/earning.py marks it so)
+        s.execute(update(Conversion).values(status="used", order_name="#1001", metafield_recorded=False))
+    reserved, _ = conv._reserve(given.services, _shop_id(given), Shopper(SHOP, TARO), _settings(given),
+                                given.taro["customerId"], 500, "list-race-0001")
+    sweep(given.services)  # writes `used`; the reserved conversion's own write may land after it
+    assert _coupon_list(given) == [(first, "used", "#1001")]
+    used = given.ledger()[0]
+    assert not used.metafield_recorded and used.attempts == 0  # contended, not failed: no attempt used up
+    assert used.leased_until is None and used.next_attempt_at > utcnow()  # written again in 30 s
+    second = Saga(given.services).run(reserved).code
+    assert _coupon_list(given) == [(first, "used", "#1001"), (second, "completed", None)]
+    _sweep_now(given)
+    assert [c.metafield_recorded for c in given.ledger()] == [True, True]
+    assert _coupon_list(given) == [(first, "used", "#1001"), (second, "completed", None)]
+
+
+def test_a_list_the_ledger_changed_under_while_it_was_written_is_written_again(given, monkeypatch):
+    first, second = (given.convert(500).json["conversion"]["code"] for _ in range(2))
+    with given.services.db.transaction() as s:
+        s.execute(update(Conversion).where(Conversion.code == first).values(
+            status="used", order_name="#1001", metafield_recorded=False))
+    saga = Saga(given.services)
+    write = saga.discounts.set_coupons
+
+    def meanwhile_another_order_uses_the_second(*args):
+        with given.services.db.transaction() as s:
+            s.execute(update(Conversion).where(Conversion.code == second).values(
+                status="used", order_name="#1002", metafield_recorded=False))
+        write(*args)  # the list read before that change: `second` still completed
+
+    monkeypatch.setattr(saga.discounts, "set_coupons", meanwhile_another_order_uses_the_second)
+    [used] = [c for c in given.ledger() if c.code == first]
+    saga.sweep_one(used.id)
+    assert _coupon_list(given) == [(first, "used", "#1001"), (second, "completed", None)]
+    assert not any(c.metafield_recorded for c in given.ledger())  # neither is the last word yet
+    _sweep_now(given)
+    assert _coupon_list(given) == [(first, "used", "#1001"), (second, "used", "#1002")]
+    assert all(c.metafield_recorded for c in given.ledger())
+
+
+def test_the_coupon_list_holds_the_newest_coupons(given):
+    from app.points.ledger import COUPON_LIST_LIMIT
+
+    shop_id, now = _shop_id(given), utcnow()
+    with given.services.db.transaction() as s:
+        for i in range(COUPON_LIST_LIMIT + 5):
+            s.add(Conversion(id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=TARO, idempotency_key=f"old-{i:04}",
+                             points=100, amount=100, currency="JPY", code=f"OLD-{i:04}", local_date=now.date(),
+                             status="completed", metafield_recorded=True, expires_at=now + timedelta(days=30),
+                             created_at=now - timedelta(days=60 - i)))
+    newest = given.convert(500).json["conversion"]["code"]
+    listed = _coupon_list(given)
+    assert len(listed) == COUPON_LIST_LIMIT and listed[-1] == (newest, "completed", None)
+    assert listed[0][0] == "OLD-0006"  # the oldest six fell off
 
 
 # -- Postgres: concurrency and a real crash ----------------------------------------------------------------

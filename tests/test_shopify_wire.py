@@ -89,17 +89,18 @@ def test_discount_code_create_find_and_delete(wire):
     assert c.requests[1].headers["x-shopify-access-token"] == "SCRUBBED"
 
 
-def test_coupon_metafield_compare_and_set(wire):
+def test_the_coupon_list_is_written_whole_in_one_call(wire):
     services, cassette = wire
     discounts = Discounts(services.admin)
     with cassette("coupons_metafield") as c:
         install(services)
-        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "A", "points": 100})
-        discounts.record_coupon(SHOP, CODE.customer_id, {"code": "B", "points": 200})
-    writes = [json.loads(r.body)["variables"]["metafields"][0] for r in c.requests if b"metafieldsSet" in r.body]
-    assert writes[0]["compareDigest"] is None  # "only if it does not exist yet"
-    assert writes[1]["compareDigest"] and json.loads(writes[1]["value"]) == [{"code": "A", "points": 100},
-                                                                             {"code": "B", "points": 200}]
+        discounts.set_coupons(SHOP, CODE.customer_id, [{"code": "A", "points": 100}])
+        discounts.set_coupons(SHOP, CODE.customer_id, [{"code": "A", "points": 100}, {"code": "B", "points": 200}])
+    graphql = [json.loads(r.body) for r in c.requests if b"graphql" in r.uri.encode()]
+    assert all("metafieldsSet(metafields: $metafields)" in g["query"] for g in graphql)  # nothing read first
+    writes = [g["variables"]["metafields"][0] for g in graphql]
+    assert "compareDigest" not in writes[1]  # the ledger is the source of truth: the whole list, last write wins
+    assert json.loads(writes[1]["value"]) == [{"code": "A", "points": 100}, {"code": "B", "points": 200}]
     assert (writes[0]["namespace"], writes[0]["key"], writes[0]["type"]) == ("loyalty", "coupons", "json")
 
 

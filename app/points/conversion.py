@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, tzinfo
 from datetime import time as day_time
 from typing import Any
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import and_, bindparam, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from ..db import insert_ignoring_conflict
@@ -24,7 +24,7 @@ from ..services import Services
 from ..settings import EffectiveSettings
 from ..smaregi.errors import ContractPaused, SmaregiError, SmaregiTimeout
 from . import errors as e
-from .ledger import IN_FLIGHT, converted_today, shop_today, shown_code
+from .ledger import CONVERTED_TODAY, IN_FLIGHT, LEDGER, converted_today, converted_today_params, shop_today, shown_code
 from .member import Shopper, find_member, linked_member, shop_and_settings, shop_and_settings_in
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,10 @@ def check_rules(points: int, settings: EffectiveSettings, converted_today: int) 
 
 
 def convert(services: Services, shopper: Shopper, points: int, key: str) -> ConversionResult:
-    # One read transaction for everything the checks need from our database.
-    with services.db.transaction() as session:
+    # Everything the checks need from our database: reads, so no transaction around them.
+    with services.db.autocommit() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
-        existing, refused = _by_key_or_refused(session, shop_id, key)
-        converted = converted_today(session, shop_id, shopper.customer_id, settings)
+        existing, refused, converted = _by_key_and_today(session, shop_id, shopper.customer_id, key, settings)
         linked = linked_member(session, settings.contract_id, shop_id, shopper.customer_id)
     if existing is not None:
         return replay(existing, shopper, points, settings)
@@ -123,14 +122,24 @@ def replay(conversion: Conversion, shopper: Shopper, points: int, settings: Effe
     return ConversionResult(conversion, False, settings.timezone)
 
 
-def _by_key_or_refused(session, shop_id: int, key: str) -> tuple[Conversion | None, ConversionRefusal | None]:
-    """What this key already did — a conversion, or a refusal — in one statement on the shopper's clock."""
-    row = session.execute(
-        select(Conversion, ConversionRefusal).select_from(select(literal(1).label("one")).subquery())
-        .outerjoin(Conversion, and_(Conversion.shop_id == shop_id, Conversion.idempotency_key == key))
-        .outerjoin(ConversionRefusal, and_(ConversionRefusal.shop_id == shop_id,
-                                           ConversionRefusal.idempotency_key == key))).one()
-    return row[0], row[1]
+# Built once, like the saga's steps: on the shopper's clock, building a statement costs more than running it.
+_BY_KEY_AND_TODAY = (
+    select(Conversion, ConversionRefusal, CONVERTED_TODAY.scalar_subquery())
+    .select_from(select(literal(1).label("one")).subquery())
+    .outerjoin(Conversion, and_(Conversion.shop_id == bindparam("shop_id"),
+                                Conversion.idempotency_key == bindparam("key")))
+    .outerjoin(ConversionRefusal, and_(ConversionRefusal.shop_id == bindparam("shop_id"),
+                                       ConversionRefusal.idempotency_key == bindparam("key"))))
+_RESERVE = insert(LEDGER).returning(*LEDGER.c)
+
+
+def _by_key_and_today(session, shop_id: int, customer_id: int, key: str, settings: EffectiveSettings
+                      ) -> tuple[Conversion | None, ConversionRefusal | None, int]:
+    """What this key already did (a conversion, or a refusal) and the points converted today, in
+    one statement."""
+    row = session.execute(_BY_KEY_AND_TODAY, {**converted_today_params(shop_id, customer_id, settings),
+                                              "key": key}).one()
+    return row[0], row[1], int(row[2] or 0)
 
 
 def _same_request(original: Conversion | ConversionRefusal, shopper: Shopper, points: int) -> None:
@@ -196,16 +205,16 @@ def _by_key(services: Services, shop_id: int, key: str) -> Conversion | None:
 def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: EffectiveSettings,
              smaregi_customer_id: str, points: int, key: str) -> tuple[Conversion, bool]:
     """The reserved row and True, or the row a concurrent request with the same key reserved and False."""
-    conversion = Conversion(
-        id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=shopper.customer_id,
-        smaregi_customer_id=smaregi_customer_id, idempotency_key=key, points=points,
-        amount=points * settings.yen_per_point, currency=settings.currency,
-        code=new_code(shopper.customer_id, points), local_date=shop_today(settings), status="reserved",
-        expires_at=_expiry(settings), leased_until=utcnow() + timedelta(seconds=60), next_attempt_at=utcnow())
+    row = {"id": str(uuid.uuid4()), "shop_id": shop_id, "shopify_customer_id": shopper.customer_id,
+           "smaregi_customer_id": smaregi_customer_id, "idempotency_key": key, "points": points,
+           "amount": points * settings.yen_per_point, "currency": settings.currency,
+           "code": new_code(shopper.customer_id, points), "local_date": shop_today(settings), "status": "reserved",
+           "expires_at": _expiry(settings), "leased_until": utcnow() + timedelta(seconds=60),
+           "next_attempt_at": utcnow()}
     try:
         with services.db.transaction() as session:
-            session.add(conversion)
-            session.flush()
+            # Core, not the ORM's unit of work: the row comes back as the saga's steps return it.
+            conversion = Conversion(**session.connection().execute(_RESERVE, row).one()._mapping)
             # Checked again after the insert: the in-flight index admits one reservation per
             # customer at a time, so what this sees is everything that can count against today.
             check_rules(points, settings, converted_today(session, shop_id, shopper.customer_id, settings,

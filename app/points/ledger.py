@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from ..models import Conversion, utcnow
@@ -46,12 +46,44 @@ def shop_today(settings: EffectiveSettings) -> date:
     return utcnow().astimezone(settings.timezone).date()
 
 
+LEDGER = Conversion.__table__
+_CUSTOMER = (LEDGER.c.shop_id == bindparam("shop_id")) & (LEDGER.c.shopify_customer_id == bindparam("customer_id"))
+# Points converted today (shop time zone), counting completed and in-flight conversions; built
+# once (on the shopper's clock), with the parameters of converted_today_params.
+CONVERTED_TODAY = select(func.coalesce(func.sum(LEDGER.c.points), 0)).where(
+    _CUSTOMER, LEDGER.c.local_date == bindparam("today"),
+    LEDGER.c.status.in_([s.value for s in COUNTS_TOWARD_LIMIT]))
+_CONVERTED_TODAY_BUT = CONVERTED_TODAY.where(LEDGER.c.id != bindparam("exclude_id"))
+
+
+def converted_today_params(shop_id: int, customer_id: int, settings: EffectiveSettings) -> dict:
+    return {"shop_id": shop_id, "customer_id": customer_id, "today": shop_today(settings)}
+
+
 def converted_today(session: Session, shop_id: int, customer_id: int, settings: EffectiveSettings,
                     exclude_id: str | None = None) -> int:
-    """Points converted today (shop time zone), counting completed and in-flight conversions."""
-    query = select(func.coalesce(func.sum(Conversion.points), 0)).where(
-        Conversion.shop_id == shop_id, Conversion.shopify_customer_id == customer_id,
-        Conversion.local_date == shop_today(settings), Conversion.status.in_(COUNTS_TOWARD_LIMIT))
-    if exclude_id is not None:
-        query = query.where(Conversion.id != exclude_id)
-    return int(session.scalar(query) or 0)
+    params = converted_today_params(shop_id, customer_id, settings)
+    if exclude_id is None:
+        return int(session.connection().execute(CONVERTED_TODAY, params).scalar() or 0)
+    return int(session.connection().execute(_CONVERTED_TODAY_BUT, {**params, "exclude_id": exclude_id}).scalar() or 0)
+
+
+# The customer's `loyalty.coupons` metafield is written whole from these rows: the newest coupons
+# whose code may be shown (the proxy's listing has them all; a metafield is no archive).
+COUPON_LIST_LIMIT = 50
+_SHOWN_COUPONS = (select(LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount,
+                         LEDGER.c.currency, LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
+                  .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN]))
+                  .order_by(LEDGER.c.created_at.desc(), LEDGER.c.id.desc()).limit(COUPON_LIST_LIMIT))
+_ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT])))
+
+
+def shown_coupons(session: Session, shop_id: int, customer_id: int) -> list:
+    """The rows of the customer's coupon list, oldest first (as they were once appended)."""
+    rows = session.connection().execute(_SHOWN_COUPONS, {"shop_id": shop_id, "customer_id": customer_id}).all()
+    return rows[::-1]
+
+
+def any_in_flight(session: Session, shop_id: int, customer_id: int) -> bool:
+    return bool(session.connection().execute(
+        _ANY_IN_FLIGHT, {"shop_id": shop_id, "customer_id": customer_id}).scalar())

@@ -551,24 +551,44 @@ MOVES = PointMovement.__table__
 class Step:
     """A change to a conversion's deduction movement that rides in the statement advancing the
     conversion: on Postgres one statement (a data-modifying CTE gated on the conversion's
-    compare-and-set), on SQLite a second statement in the same transaction."""
+    compare-and-set), on SQLite a second statement in the same transaction. Its statement is built
+    once per `shape` (step_statement, with a bind parameter `m_<column>` per value) and run with
+    `params()`."""
 
     conversion_id: str
     insert: dict[str, Any] | None = None
     update: dict[str, Any] | None = None
 
-    def statement(self, gate=None):
-        from sqlalchemy import bindparam, exists, insert
+    @property
+    def shape(self) -> tuple[str, tuple[str, ...]]:
+        return ("insert", tuple(sorted(self.insert))) if self.insert is not None else \
+            ("update", tuple(sorted(self.update or {})))
 
+    def params(self) -> dict[str, Any]:
         if self.insert is not None:
-            if gate is None:
-                return insert(MOVES).values(**self.insert)
-            values = select(*[bindparam(f"m_{name}", value, type_=MOVES.c[name].type).label(name)
-                              for name, value in self.insert.items()]).where(exists(select(gate.c.id)))
-            return insert(MOVES).from_select(list(self.insert), values)
-        stmt = update(MOVES).where(MOVES.c.conversion_id == self.conversion_id,
-                                   MOVES.c.kind == K.CONVERSION_DEDUCTION).values(updated_at=utcnow(), **self.update)
-        return stmt if gate is None else stmt.where(exists(select(gate.c.id)))
+            return {f"m_{name}": value for name, value in self.insert.items()}
+        return {"m_conversion_id": self.conversion_id, "m_updated_at": utcnow(),
+                **{f"m_{name}": value for name, value in (self.update or {}).items()}}
+
+
+def step_statement(shape: tuple[str, tuple[str, ...]], gate=None):
+    """`gate`: a CTE the step needs a row of (the conversion's compare-and-set), on Postgres."""
+    from sqlalchemy import bindparam, exists, insert
+
+    kind, columns = shape
+
+    def bound(name: str):
+        return bindparam(f"m_{name}", type_=MOVES.c[name].type)
+
+    if kind == "insert":
+        if gate is None:
+            return insert(MOVES).values({name: bound(name) for name in columns})
+        values = select(*[bound(name).label(name) for name in columns]).where(exists(select(gate.c.id)))
+        return insert(MOVES).from_select(list(columns), values)
+    stmt = update(MOVES).where(MOVES.c.conversion_id == bindparam("m_conversion_id"),
+                               MOVES.c.kind == K.CONVERSION_DEDUCTION).values(
+        {name: bound(name) for name in ("updated_at", *columns)})
+    return stmt if gate is None else stmt.where(exists(select(gate.c.id)))
 
 
 def deduction_sending(c, now: datetime) -> Step:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import BalanceSnapshot, Conversion, Shop, utcnow
@@ -35,7 +35,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.errors import SmaregiError
 from . import errors as e
 from . import movements
-from .ledger import CODE_SHOWN, IN_FLIGHT
+from .ledger import CODE_SHOWN, COUPON_LIST_LIMIT, IN_FLIGHT, any_in_flight, shown_coupons
 from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ DEDUCT_BUDGET_S = 3.0
 RECONCILE_BUDGET_S = 3.0
 MAX_SWEEP_ATTEMPTS = 8
 LEASE = timedelta(seconds=60)
+LIST_CONTENDED_RETRY = timedelta(seconds=30)
 
 LEDGER = Conversion.__table__
 SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
@@ -138,10 +139,14 @@ class Saga:
 
     def _deduct(self, c: Conversion, shop: str) -> Conversion:
         """The deduction is a point movement (movements.py), written ahead in the same statement
-        that records the code and moves the conversion to `deducting`."""
+        that records the code and moves the conversion to `deducting`. The customer's coupon list
+        is read in that transaction too: after the reservation committed (see _record_coupon)."""
         now = utcnow()
-        c = self._advance(c, "reserved", status="deducting", discount_id=c.discount_id, deducting_since=now,
-                          movement=movements.deduction_sending(c, now))
+        step = movements.deduction_sending(c, now)
+        with self._unit(step, forget_balance=False) as session:
+            c = self._advance_in(session, c, "reserved", status="deducting", discount_id=c.discount_id,
+                                 deducting_since=now, movement=step)
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         client = self.s.smaregi.contract(self._contract(c))
         sent = movements.send_change(client, c.smaregi_customer_id, -c.points,
                                      deadline=time.monotonic() + DEDUCT_BUDGET_S)
@@ -158,7 +163,7 @@ class Saga:
             log.warning("conversion.deduction_ambiguous", extra={"conversion_id": c.id, "error": sent.error})
             return c  # stays "deducting": reconciled next, never sent again
         ids = sent.change.transaction_ids
-        recorded = self._append_coupon(c, shop, status="completed")
+        recorded = self._write_coupons(c, shop, coupons, completing=True)
         completed = partial(self._advance, c, "deducting", status="completed", smaregi_transaction_ids=ids,
                             balance_after=sent.change.points, leased_until=None, metafield_recorded=recorded,
                             attempts=c.attempts + (not recorded), forget_balance=True,
@@ -195,26 +200,44 @@ class Saga:
         return c
 
     def _complete(self, c: Conversion, shop: str) -> Conversion:
-        recorded = self._append_coupon(c, shop, status="completed")
+        with self.s.db.transaction() as session:
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
+        recorded = self._write_coupons(c, shop, coupons, completing=True)
         c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
                           attempts=c.attempts + (not recorded), forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
         return c
 
     def _record_coupon(self, c: Conversion, shop: str) -> Conversion:
-        """The sweeper's retry of a coupon entry that could not be written at completion."""
-        recorded = self._append_coupon(c, shop)
-        return self._advance(c, c.status, metafield_recorded=recorded, attempts=c.attempts + (not recorded))
+        """The sweeper's write of the coupon list after a failed write or a change in the ledger
+        (used, returned, expired), and the merchant's confirmation.
 
-    def _append_coupon(self, c: Conversion, shop: str, status: str | None = None) -> bool:
-        """Best effort: the conversion stands even if Shopify's metafield write fails (retried later)."""
-        entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
-                 "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
-                 "created_at": c.created_at.isoformat()}
-        if c.order_name:
-            entry["order_name"] = c.order_name
+        Writers of the list race (no compareDigest): the last write to land wins. A completing
+        conversion reads the list after its reservation committed and writes it, itself included,
+        before it completes. Every other writer checks after its write: a list changed since it read
+        it, or a conversion of the customer in flight (whose write may land after ours, from a list
+        read before our change; or ours after its, from a list read before it completed), means ours
+        may not be the last word, and it is written again later."""
+        with self.s.db.transaction() as session:
+            coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
+        if not self._write_coupons(c, shop, coupons):
+            return self._advance(c, c.status, metafield_recorded=False, attempts=c.attempts + 1)
+        with self.s.db.transaction() as session:
+            settled = (shown_coupons(session, c.shop_id, c.shopify_customer_id) == coupons
+                       and not any_in_flight(session, c.shop_id, c.shopify_customer_id))
+            if settled:
+                return self._advance_in(session, c, c.status, metafield_recorded=True)
+            return self._advance_in(session, c, c.status, metafield_recorded=False, leased_until=None,
+                                    next_attempt_at=utcnow() + LIST_CONTENDED_RETRY)
+
+    def _write_coupons(self, c: Conversion, shop: str, coupons: list, completing: bool = False) -> bool:
+        """Best effort: the conversion stands even if Shopify's metafield write fails (retried later).
+        `completing`: `c` joins the list as completed, the status it takes once this is written."""
+        entries = [coupon_entry(row) for row in coupons]
+        if completing:
+            entries = [*entries, coupon_entry(c, status="completed")][-COUPON_LIST_LIMIT:]
         try:
-            self.discounts.record_coupon(shop, c.shopify_customer_id, entry)
+            self.discounts.set_coupons(shop, c.shopify_customer_id, entries)
             return True
         except Exception as exc:  # the points are already deducted: nothing in this step may strand them
             log.warning("conversion.metafield_failed", extra={"conversion_id": c.id, "error": type(exc).__name__})
@@ -327,27 +350,30 @@ class Saga:
         Core, not the ORM: this runs on the shopper's clock.
         `movement`: the deduction movement's step, landing with this one or not at all.
         `forget_balance`: the points changed, so drop the cached balance in the same transaction."""
-        with self.s.db.transaction() as session:
-            conn = session.connection()
-            stmt = (update(LEDGER).where(LEDGER.c.id == c.id, LEDGER.c.status == expected)
-                    .values(updated_at=utcnow(), **values).returning(*LEDGER.c))
-            forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == c.shop_id,
-                                                   BalanceSnapshot.shopify_customer_id == c.shopify_customer_id)
-            if movement is not None and conn.dialect.name == "postgresql":
-                # One round trip: the movement and the forgotten balance land only if the row moved.
-                moved = stmt.cte("moved")
-                query = select(moved).add_cte(movement.statement(moved).cte("movement"))
-                if forget_balance:
-                    query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
-                row = conn.execute(query).first()
-            else:
-                row = conn.execute(stmt).first()
-                if row is not None and movement is not None:
-                    conn.execute(movement.statement())
-                if row is not None and forget_balance:
-                    conn.execute(forget)
+        with self._unit(movement, forget_balance) as session:
+            return self._advance_in(session, c, expected, forget_balance, movement, **values)
+
+    def _unit(self, movement: movements.Step | None, forget_balance: bool):
+        """A step that is one statement (see _advance_statements) commits by itself, sparing the
+        BEGIN and COMMIT round trips of a transaction; one of several statements is a transaction."""
+        one_statement = (movement is not None and self.s.db.is_postgres) or (movement is None and not forget_balance)
+        return self.s.db.autocommit() if one_statement else self.s.db.transaction()
+
+    def _advance_in(self, session, c: Conversion, expected: str, forget_balance: bool = False,
+                    movement: movements.Step | None = None, **values: Any) -> Conversion:
+        """_advance in the caller's transaction (LostRace rolls it back)."""
+        conn = session.connection()
+        values["updated_at"] = utcnow()
+        first, *then = _advance_statements(conn.dialect.name, tuple(sorted(values)),
+                                           movement.shape if movement else None, forget_balance)
+        params = {"c_id": c.id, "c_expected": expected, "c_shop_id": c.shop_id,
+                  "c_customer_id": c.shopify_customer_id, **{f"v_{k}": v for k, v in values.items()},
+                  **(movement.params() if movement else {})}
+        row = conn.execute(first, params).first()
         if row is None:
             raise LostRace(c.id)
+        for stmt in then:
+            conn.execute(stmt, params)
         return Conversion(**row._mapping)  # a detached snapshot of the row as it now stands
 
     def _retry_later(self, c: Conversion, when, **values: Any) -> None:
@@ -357,6 +383,36 @@ class Saga:
 
     def _fail(self, c: Conversion, expected: str, code: str, message: str) -> Conversion:
         return self._advance(c, expected, status="failed", error_code=code, error_message=message, leased_until=None)
+
+
+@cache
+def _advance_statements(dialect: str, columns: tuple[str, ...], step: tuple | None, forget_balance: bool) -> tuple:
+    """The statements of one kind of step, built once: building them (a CTE returning every
+    column) cost more of the shopper's time than running them. Bind parameters: `c_id`,
+    `c_expected`, `c_shop_id`, `c_customer_id`, `v_<column>` and the movement's `m_<column>`."""
+    stmt = (update(LEDGER).where(LEDGER.c.id == bindparam("c_id"), LEDGER.c.status == bindparam("c_expected"))
+            .values({k: bindparam(f"v_{k}", type_=LEDGER.c[k].type) for k in columns}).returning(*LEDGER.c))
+    forget = delete(BalanceSnapshot).where(BalanceSnapshot.shop_id == bindparam("c_shop_id"),
+                                           BalanceSnapshot.shopify_customer_id == bindparam("c_customer_id"))
+    if step is not None and dialect == "postgresql":
+        # One round trip: the movement and the forgotten balance land only if the row moved.
+        moved = stmt.cte("moved")
+        query = select(moved).add_cte(movements.step_statement(step, moved).cte("movement"))
+        if forget_balance:
+            query = query.add_cte(forget.where(select(moved.c.id).exists()).cte("forgotten"))
+        return (query,)
+    return (stmt, *([movements.step_statement(step)] if step is not None else []),
+            *([forget] if forget_balance else []))
+
+
+def coupon_entry(c, status: str | None = None) -> dict[str, Any]:
+    """One coupon in `loyalty.coupons` (a ledger row or a Conversion)."""
+    entry = {"id": c.id, "code": c.code, "status": status or c.status, "points": c.points, "amount": c.amount,
+             "currency": c.currency, "expires_at": c.expires_at.isoformat() if c.expires_at else None,
+             "created_at": c.created_at.isoformat()}
+    if c.order_name:
+        entry["order_name"] = c.order_name
+    return entry
 
 
 def sweep(services: Services, limit: int = 20) -> int:

@@ -41,13 +41,9 @@ DEACTIVATE = """
 mutation PointbridgeDeactivateCode($id: ID!) {
   discountCodeDeactivate(id: $id) { codeDiscountNode { id } userErrors { field code message } }
 }"""
-READ_COUPONS = """
-query PointbridgeCoupons($id: ID!, $namespace: String!, $key: String!) {
-  customer(id: $id) { id metafield(namespace: $namespace, key: $key) { value compareDigest } }
-}"""
 WRITE_COUPONS = """
 mutation PointbridgeSetCoupons($metafields: [MetafieldsSetInput!]!) {
-  metafieldsSet(metafields: $metafields) { metafields { key compareDigest } userErrors { field code message } }
+  metafieldsSet(metafields: $metafields) { metafields { key } userErrors { field code message } }
 }"""
 
 
@@ -123,38 +119,14 @@ class Discounts:
         if user_errors(payload):
             raise ShopifyRejected("deactivate_rejected", user_errors(payload))
 
-    def record_coupon(self, shop: str, customer_id: int, entry: dict[str, Any], attempts: int = 3) -> None:
-        """Add the entry to the customer's coupon list, or replace the one with its code (its status
-        changed). compareDigest makes the write a compare-and-set, so two conversions finishing
-        together cannot lose each other's entry."""
-        gid = customer_gid(customer_id)
-        for _ in range(attempts):
-            data = self.admin.graphql(shop, READ_COUPONS, {"id": gid, "namespace": COUPONS_NAMESPACE,
-                                                           "key": COUPONS_KEY})
-            field = ((data.get("customer") or {}).get("metafield")) or {}
-            coupons = _coupon_list(field.get("value"))
-            if entry in coupons:
-                return  # already recorded (a retry after a lost answer)
-            coupons = [c for c in coupons if not (isinstance(c, dict) and c.get("code") == entry["code"])]
-            # compareDigest null means "only if it does not exist yet" (Shopify, metafieldsSet).
-            metafield = {"ownerId": gid, "namespace": COUPONS_NAMESPACE, "key": COUPONS_KEY, "type": "json",
-                         "value": json.dumps([*coupons, entry], ensure_ascii=False),
-                         "compareDigest": field.get("compareDigest")}
-            payload = self.admin.graphql(shop, WRITE_COUPONS, {"metafields": [metafield]}).get("metafieldsSet") or {}
-            errors = user_errors(payload)
-            if not errors:
-                return
-            if not any(e.get("code") == "STALE_OBJECT" for e in errors):
-                raise ShopifyRejected("metafield_rejected", errors)
-        raise ShopifyRejected("metafield_contended")
-
-
-def _coupon_list(value: str | None) -> list[Any]:
-    """The metafield as a list. The `loyalty` namespace is not reserved: the merchant (on the
-    customer's page) or another app may have written anything there, and an unreadable value must
-    never stop a conversion whose points are already deducted, so it is read as empty and rewritten."""
-    try:
-        coupons = json.loads(value) if value else []
-    except (ValueError, RecursionError):
-        return []
-    return coupons if isinstance(coupons, list) else []
+    def set_coupons(self, shop: str, customer_id: int, coupons: list[dict[str, Any]]) -> None:
+        """Write the customer's coupon list whole, in one call. Our ledger is its source of truth,
+        so nothing is read first, and whatever else the field held (the `loyalty` namespace is not
+        reserved: the merchant or another app may have written anything there) is replaced. Without
+        compareDigest the last write wins; the saga makes sure the last one is up to date."""
+        metafield = {"ownerId": customer_gid(customer_id), "namespace": COUPONS_NAMESPACE, "key": COUPONS_KEY,
+                     "type": "json", "value": json.dumps(coupons, ensure_ascii=False)}
+        payload = self.admin.graphql(shop, WRITE_COUPONS, {"metafields": [metafield]}).get("metafieldsSet") or {}
+        errors = user_errors(payload)
+        if errors:
+            raise ShopifyRejected("metafield_rejected", errors)
