@@ -91,12 +91,13 @@ def test_a_conversion_is_within_its_round_trips(given):
     assert statements <= most[0] and transactions <= most[1], (statements, transactions)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite's transactions are local calls
 def test_on_postgres_a_conversion_opens_one_transaction_the_reservation(given):
     """psycopg sends BEGIN as a round trip of its own, and COMMIT is another: only the reservation
     (an insert and the daily limit checked again, together or not at all) pays them."""
     db = given.services.db
-    if not db.is_postgres:
-        pytest.skip("SQLite's transactions are local calls")
+    assert db.is_postgres
     assert given.convert(100).status_code == 201
     opened = []
 
