@@ -130,7 +130,8 @@ def standins(url: str, limits_per_s: int | None = 100_000, **extra_env: str):
                       SHOPIFY_ADMIN_API_BASE=f"{shopify}/{{shop}}", **raised, **extra_env)
     flags = [] if limits_per_s is None else ["--reads-per-s", str(limits_per_s), "--writes-per-s", str(limits_per_s)]
     with process([sys.executable, "-m", "app.dev.standins", "--smaregi-port", str(smaregi_port),
-                  "--shopify-port", str(shopify_port), "--no-seed", *flags], environment, f"{smaregi}/_emulator/stats"):
+                  "--shopify-port", str(shopify_port), "--no-seed", "--keep-alive", *flags],
+                 environment, f"{smaregi}/_emulator/stats"):
         yield environment, smaregi, shopify
 
 

@@ -6,6 +6,8 @@ import json
 import threading
 from pathlib import Path
 
+from gunicorn.app.base import BaseApplication
+
 from ..config import load_config
 from ..logs import configure_logging
 from .persist import StateFile, save_after_changes
@@ -47,7 +49,19 @@ def main() -> None:
     parser.add_argument("--reads-per-s", type=int)
     parser.add_argument("--writes-per-s", type=int)
     parser.add_argument("--state-dir", type=Path, help="keep each stand-in's state here across restarts")
+    parser.add_argument("--keep-alive", action="store_true",
+                        help="serve with gunicorn, which keeps connections open as Smaregi and Shopify do "
+                             "(Werkzeug closes every one): for the benchmarks")
     args = parser.parse_args()
+    if args.keep_alive:
+        _KeepAlive(args).run()
+        return
+    smaregi_app, shopify_app = _apps(args)
+    with serve_in_thread(smaregi_app, args.smaregi_port), serve_in_thread(shopify_app, args.shopify_port):
+        threading.Event().wait()  # until the dev runner or the benchmark stops this process
+
+
+def _apps(args):
     config = load_config()
     configure_logging(config.log_level, development=config.is_development)
     smaregi, shopify = build(config, args.reads_per_s, args.writes_per_s)
@@ -65,8 +79,26 @@ def main() -> None:
         if args.state_dir:
             for state in files:
                 state.save()
-    with serve_in_thread(smaregi_app, args.smaregi_port), serve_in_thread(shopify_app, args.shopify_port):
-        threading.Event().wait()  # until the dev runner or the benchmark stops this process
+    return smaregi_app, shopify_app
+
+
+class _KeepAlive(BaseApplication):
+    """Both stand-ins in one gunicorn worker (their state is that process's memory), each on its port."""
+
+    def __init__(self, args):
+        self.args = args
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in {"bind": [f"127.0.0.1:{self.args.smaregi_port}", f"127.0.0.1:{self.args.shopify_port}"],
+                           "workers": 1, "worker_class": "gthread", "threads": 64, "keepalive": 60,
+                           "loglevel": "warning"}.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        smaregi_app, shopify_app = _apps(self.args)  # in the worker, so the stand-ins' threads live there
+        by_port = {str(self.args.smaregi_port): smaregi_app, str(self.args.shopify_port): shopify_app}
+        return lambda environ, start_response: by_port[environ["SERVER_PORT"]](environ, start_response)
 
 
 if __name__ == "__main__":
