@@ -174,3 +174,66 @@ def test_a_live_coupon_is_never_dropped_from_the_coupon_list(services, smaregi_e
         recorded = s.scalar(select(Conversion.metafield_recorded).where(Conversion.code == codes[0]))
     assert first_is_listed, "a completed, unexpired coupon is missing from loyalty.coupons"
     assert listed().get(codes[0]) == "used", f"used coupon not shown used (recorded={recorded})"
+
+
+# -- loyalty.coupons: a coupon whose list write failed a few times is never written again --------------------------
+
+def test_a_used_coupon_is_shown_used_once_shopify_is_back(services, smaregi_em, shopify_em):
+    """Expected (DESIGN: an order using a coupon marks it `used` in loyalty.coupons; saga.py: "the
+    conversion stands even if Shopify's metafield write fails (retried later)"): once Shopify
+    answers again, the sweeper writes the list and the used coupon shows `used`.
+    Actual: a failed write costs one of the conversion's MAX_SWEEP_ATTEMPTS (8) and sets no
+    back-off (the next sweep after the 60 s lease tries again), and `used` (orders/earning.py) does
+    not start the count afresh as a give-back does: eight failed sweeps (≈ 8 minutes of Shopify
+    trouble, fewer for a conversion that used attempts while reconciling) and the row is never
+    swept again. The list is now written whole from the ledger, so only another conversion of
+    the same customer would ever correct it."""
+    from app.points.saga import sweep
+
+    from .test_conversions import TARO as taro, Given
+
+    given = Given(services, smaregi_em[0], shopify_em[0])
+    code = given.convert(500).json["conversion"]["code"]
+    with services.db.transaction() as s:
+        s.execute(update(Conversion).values(status="used", order_name="#1001", metafield_recorded=False))
+    given.shopify.add_fault(match="metafieldsSet", status=500)
+    for _ in range(8):  # one sweep a lease (60 s) while Shopify fails
+        with services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None))
+        sweep(services)
+    given.shopify.faults.clear()
+    for _ in range(3):
+        with services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(services)
+    field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{taro}", "loyalty", "coupons")
+    assert {c["code"]: c["status"] for c in json.loads(field["value"])}.get(code) == "used"
+
+
+def test_a_coupon_whose_claim_was_released_and_then_compensated_leaves_the_list(services, smaregi_em, shopify_em):
+    """Expected (DESIGN: a code is only ever shown while its points are known to be deducted;
+    the list is "written whole from our ledger"): a conversion that was completed, whose
+    deduction turned out to be another change's (movements.release_claim → `deducting`) and was
+    then compensated (code withdrawn, `failed`), is no longer listed as `completed` in
+    loyalty.coupons.
+    Actual: nothing writes the list on the way to `failed` (the sweeper only rewrites rows in
+    CODE_SHOWN): the metafield keeps showing the withdrawn code as `completed` until some other
+    coupon of that customer changes."""
+    from app.points import movements
+    from app.points.saga import Saga
+
+    from .test_conversions import TARO as taro, Given
+
+    given = Given(services, smaregi_em[0], shopify_em[0])
+    code = given.convert(500).json["conversion"]["code"]
+    [c] = given.ledger()
+    movements.release_claim(services, c.shop_id, c.smaregi_transaction_ids[-1])
+    saga = Saga(services)
+    [c] = given.ledger()
+    assert c.status == "deducting"
+    c = saga._start_compensation(c, "pos_timeout", from_status="deducting")
+    c = saga._compensate(c, SHOP)
+    assert c.status == "failed"
+    field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{taro}", "loyalty", "coupons")
+    listed = {x["code"]: x["status"] for x in json.loads(field["value"])}
+    assert listed.get(code) != "completed", "a withdrawn, undeducted code is still listed as completed"
