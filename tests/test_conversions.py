@@ -331,20 +331,26 @@ def test_a_list_the_ledger_changed_under_while_it_was_written_is_written_again(g
     assert all(c.metafield_recorded for c in given.ledger())
 
 
-def test_the_coupon_list_holds_the_newest_coupons(given):
+def test_the_coupon_list_holds_every_usable_coupon_and_the_others_that_changed_last(given):
     from app.points.ledger import COUPON_LIST_LIMIT
 
     shop_id, now = _shop_id(given), utcnow()
+
+    def old(code: str, status: str, created_days_ago: int, changed_days_ago: int) -> Conversion:
+        return Conversion(id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=TARO, idempotency_key=code,
+                          points=100, amount=100, currency="JPY", code=code, local_date=now.date(), status=status,
+                          metafield_recorded=True, expires_at=now + timedelta(days=30),
+                          created_at=now - timedelta(days=created_days_ago),
+                          updated_at=now - timedelta(days=changed_days_ago))
     with given.services.db.transaction() as s:
-        for i in range(COUPON_LIST_LIMIT + 5):
-            s.add(Conversion(id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=TARO, idempotency_key=f"old-{i:04}",
-                             points=100, amount=100, currency="JPY", code=f"OLD-{i:04}", local_date=now.date(),
-                             status="completed", metafield_recorded=True, expires_at=now + timedelta(days=30),
-                             created_at=now - timedelta(days=60 - i)))
+        s.add_all([old(f"LIVE-{i}", "completed", 200 + i, 200 + i) for i in range(3)])  # unused for months
+        # Used coupons: the one made first was used last.
+        s.add_all([old(f"USED-{i:04}", "used", 100 - i, 1 + i) for i in range(COUPON_LIST_LIMIT + 5)])
     newest = given.convert(500).json["conversion"]["code"]
     listed = _coupon_list(given)
-    assert len(listed) == COUPON_LIST_LIMIT and listed[-1] == (newest, "completed", None)
-    assert listed[0][0] == "OLD-0006"  # the oldest six fell off
+    assert [code for code, status, _ in listed if status == "completed"] == ["LIVE-2", "LIVE-1", "LIVE-0", newest]
+    used = [code for code, status, _ in listed if status == "used"]
+    assert used == [f"USED-{i:04}" for i in range(COUPON_LIST_LIMIT)]  # the five used longest ago fell off
 
 
 # -- Postgres: concurrency and a real crash ----------------------------------------------------------------

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Conversion, Order, PointMovement, Shop, utcnow
 from ..points import movements
-from ..points.ledger import ConversionStatus
+from ..points.ledger import LIST_OUTDATED, ConversionStatus
 from ..points.movements import COMMITTED, MovementKind, MovementReason, Target
 from ..settings import EffectiveSettings, effective_settings
 
@@ -164,7 +164,8 @@ def _used_by(session: Session, c: Conversion, order: Order) -> list[str]:
         PointMovement.state.in_(COMMITTED))) or 0)
     c.status, c.order_id, c.order_name = ConversionStatus.USED, order.shopify_order_id, order.name
     c.points_returned = 0
-    c.metafield_recorded = False  # the coupon list shows it used (the sweeper rewrites the entry)
+    for column, value in LIST_OUTDATED.items():  # the coupon list shows it used
+        setattr(c, column, value)
     log.info("coupon.used", extra={"conversion_id": c.id, "order_id": order.shopify_order_id})
     if given_back <= 0:
         return []

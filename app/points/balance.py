@@ -65,19 +65,21 @@ def read_balance(services: Services, shopper: Shopper, locale: str = "ja") -> di
         # The rest of what the answer shows from our database is read while Smaregi answers.
         beside = _submit(_live_account, services, ctx)
         try:
-            reading = _read_live(services, ctx, beside)
+            reading, account = _read_live(services, ctx, beside)
             as_of, stale = now, False
             _save_snapshot(services, ctx.shop_id, shopper.customer_id, reading, now)
         except NotRegistered:
+            beside.cancel()
             raise
         except (SmaregiError, FutureTimeout) as exc:
             timed_out = isinstance(exc, (SmaregiTimeout, ContractPaused, FutureTimeout))
             log.warning("balance.pos_failed", extra={"shop_id": ctx.shop_id, "error": type(exc).__name__,
                                                      "status": getattr(exc, "status", None)})
             if snapshot is None or now - snapshot.fetched_at > STALE_MAX:
+                beside.cancel()
                 raise (PosTimeout() if timed_out else PosUnavailable()) from None
             reading, as_of, stale = snapshot.reading, snapshot.fetched_at, True
-        account = beside.result()
+            account = _beside(services, ctx, beside)
     return _shape(ctx.settings, account, reading, as_of, stale, locale)
 
 
@@ -127,6 +129,12 @@ def _account(session: Session, shop_id: int, customer: int, settings: EffectiveS
                     {str(t): reason for t, reason in ours})
 
 
+def _beside(services: Services, ctx: _Context, account: Future) -> _Account:
+    """The database part of a live answer. The pool may be busy with other shoppers' Smaregi
+    reads: one not started yet is read here instead of waited for."""
+    return _live_account(services, ctx) if account.cancel() else account.result()
+
+
 def _fresh(snapshot: BalanceSnapshot | None) -> bool:
     return snapshot is not None and (utcnow() - snapshot.fetched_at).total_seconds() < COALESCE_S
 
@@ -136,7 +144,7 @@ def _submit(fn, /, *args, **kwargs) -> Future:
     return _pool.submit(contextvars.copy_context().run, fn, *args, **kwargs)
 
 
-def _read_live(services: Services, ctx: _Context, account: Future) -> dict[str, Any]:
+def _read_live(services: Services, ctx: _Context, beside: Future) -> tuple[dict[str, Any], _Account]:
     deadline = time.monotonic() + POS_BUDGET_S
     client = services.smaregi.contract(ctx.settings.contract_id)
     with client.reads_reserved(_reads(services, ctx.linked), deadline=deadline):
@@ -148,18 +156,24 @@ def _read_live(services: Services, ctx: _Context, account: Future) -> dict[str, 
                      for code in _history_codes(member)]
         live = (_submit(client.get_customer, member.smaregi_customer_id, deadline=deadline)
                 if _rank_is_read(services, ctx.linked) else None)
+
     def remaining():
         return max(0.0, deadline - time.monotonic()) + 0.05
-    balance: PointBalance | None = points.result(timeout=remaining())
-    transactions = list({str(t.get("transactionHeadId")): t for h in histories
-                         for t in h.result(timeout=remaining())}.values())
+    try:
+        balance: PointBalance | None = points.result(timeout=remaining())
+        transactions = list({str(t.get("transactionHeadId")): t for h in histories
+                             for t in h.result(timeout=remaining())}.values())
+    finally:
+        for read in (points, *histories):
+            read.cancel()  # a read still queued when the answer is given up on would only spend quota
     member = _current_member(services, ctx.settings.contract_id, member, live, remaining())
+    account = _beside(services, ctx, beside)
     return {
         "member": {"code": member.code, "rank": member.rank},
         "points": {"balance": balance.points if balance else 0,
                    "expires_on": balance.expires_on.isoformat() if balance and balance.expires_on else None},
-        "history": _movements(transactions, account.result().our_transactions, ctx.settings),
-    }
+        "history": _movements(transactions, account.our_transactions, ctx.settings),
+    }, account
 
 
 def _reads(services: Services, linked: Member | None) -> int:
@@ -192,6 +206,7 @@ def _current_member(services: Services, contract_id: str, member: Member, live: 
     except SmaregiNotFound:
         raise NotRegistered() from None
     except (SmaregiError, FutureTimeout):
+        live.cancel()
         return member
     if found.get("status") in WITHDRAWN:
         raise NotRegistered()

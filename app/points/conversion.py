@@ -210,7 +210,9 @@ def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: Effec
            "amount": points * settings.yen_per_point, "currency": settings.currency,
            "code": new_code(shopper.customer_id, points), "local_date": shop_today(settings), "status": "reserved",
            "expires_at": _expiry(settings), "leased_until": utcnow() + timedelta(seconds=60),
-           "next_attempt_at": utcnow()}
+           "next_attempt_at": utcnow(),
+           # Nothing of it is listed yet, and the list is right about that (see saga._drive).
+           "metafield_recorded": True}
     try:
         with services.db.transaction() as session:
             # Core, not the ORM's unit of work: the row comes back as the saga's steps return it.

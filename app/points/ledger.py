@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date
 from enum import StrEnum
 
-from sqlalchemy import bindparam, exists, func, select
+from sqlalchemy import bindparam, exists, func, select, union_all
 from sqlalchemy.orm import Session
 
 from ..models import Conversion, utcnow
@@ -34,6 +34,11 @@ CODE_SHOWN = (S.COMPLETED, S.USED, S.RETURNED, S.EXPIRED)
 # Undecided conversions (in flight, or waiting for the merchant's review) may still have taken
 # their points, so they count against today's limit like completed ones.
 COUNTS_TOWARD_LIMIT = (*IN_FLIGHT, S.NEEDS_REVIEW, *CODE_SHOWN)
+
+
+# The values that send a coupon's list entry to be rewritten by the sweeper after a change in the
+# ledger, its retries afresh (an earlier step's back-off must not use them up).
+LIST_OUTDATED = {"metafield_recorded": False, "attempts": 0, "next_attempt_at": None}
 
 
 def shown_code(c: Conversion) -> str | None:
@@ -68,20 +73,25 @@ def converted_today(session: Session, shop_id: int, customer_id: int, settings: 
     return int(session.connection().execute(_CONVERTED_TODAY_BUT, {**params, "exclude_id": exclude_id}).scalar() or 0)
 
 
-# The customer's `loyalty.coupons` metafield is written whole from these rows: the newest coupons
-# whose code may be shown (the proxy's listing has them all; a metafield is no archive).
+# The customer's `loyalty.coupons` metafield is written whole from these rows: every coupon the
+# customer can still use, and the COUPON_LIST_LIMIT others (used, returned, expired) that changed
+# last (the proxy's listing has them all; a metafield is no archive).
 COUPON_LIST_LIMIT = 50
-_SHOWN_COUPONS = (select(LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount,
-                         LEDGER.c.currency, LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
-                  .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN]))
-                  .order_by(LEDGER.c.created_at.desc(), LEDGER.c.id.desc()).limit(COUPON_LIST_LIMIT))
+_COUPON_COLUMNS = (LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount, LEDGER.c.currency,
+                   LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
+_USABLE = select(*_COUPON_COLUMNS).where(_CUSTOMER, LEDGER.c.status == S.COMPLETED.value)
+_LAST_CHANGED_OTHERS = (select(*_COUPON_COLUMNS)
+                        .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN if s != S.COMPLETED]))
+                        .order_by(LEDGER.c.updated_at.desc(), LEDGER.c.id.desc()).limit(COUPON_LIST_LIMIT).subquery())
+_SHOWN_COUPONS = union_all(_USABLE, select(_LAST_CHANGED_OTHERS))
+_SHOWN_COUPONS = _SHOWN_COUPONS.order_by(_SHOWN_COUPONS.selected_columns.created_at,
+                                         _SHOWN_COUPONS.selected_columns.id)
 _ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT])))
 
 
 def shown_coupons(session: Session, shop_id: int, customer_id: int) -> list:
     """The rows of the customer's coupon list, oldest first (as they were once appended)."""
-    rows = session.connection().execute(_SHOWN_COUPONS, {"shop_id": shop_id, "customer_id": customer_id}).all()
-    return rows[::-1]
+    return session.connection().execute(_SHOWN_COUPONS, {"shop_id": shop_id, "customer_id": customer_id}).all()
 
 
 def any_in_flight(session: Session, shop_id: int, customer_id: int) -> bool:

@@ -22,7 +22,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from . import errors as e
 from . import movements
 from .conversion import ConversionResult
-from .ledger import ConversionStatus
+from .ledger import LIST_OUTDATED, ConversionStatus
 from .member import Shopper, linked_member, shop_and_settings_in
 from .movements import MovementKind, MovementReason, Target
 
@@ -102,7 +102,7 @@ def _withdraw(services: Services, shop: str, c: Conversion) -> None:
     if usage is not None and usage.used > 0:
         with services.db.transaction() as session:
             session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED)
-                            .values(status=S.USED, metafield_recorded=False, updated_at=utcnow()))
+                            .values(status=S.USED, **LIST_OUTDATED, updated_at=utcnow()))
         log.info("coupon.used_by_count", extra={"conversion_id": c.id})
         raise _Used()
     if usage is not None:
@@ -115,12 +115,9 @@ def _withdraw(services: Services, shop: str, c: Conversion) -> None:
 def _give_back(services: Services, c: Conversion, status: ConversionStatus, *, lease: bool) -> str | None:
     """completed → returned/expired with its give-back planned, or None if the conversion moved on."""
     with services.db.transaction() as session:
-        # attempts and next_attempt_at start afresh: the withdrawal's back-off must not use up the
-        # coupon entry's own retries.
         moved = session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED,
                                                          Conversion.order_id.is_(None))
-                                .values(status=status, points_returned=c.points, metafield_recorded=False,
-                                        next_attempt_at=None, attempts=0, updated_at=utcnow(),
+                                .values(status=status, points_returned=c.points, **LIST_OUTDATED, updated_at=utcnow(),
                                         error_code=case((Conversion.error_code == WITHDRAW_FAILED, None),
                                                         else_=Conversion.error_code),
                                         error_message=case((Conversion.error_code == WITHDRAW_FAILED, None),
@@ -166,7 +163,7 @@ def give_back_expired(services: Services) -> float:
             if not rules[c.shop_id].coupon_return_unused:
                 with services.db.transaction() as session:  # expired, points not given back (the shop's rule)
                     session.execute(update(Conversion).where(Conversion.id == c.id, Conversion.status == S.COMPLETED)
-                                    .values(status=S.EXPIRED, metafield_recorded=False, updated_at=utcnow()))
+                                    .values(status=S.EXPIRED, **LIST_OUTDATED, updated_at=utcnow()))
                 continue
             _withdraw(services, shops[c.shop_id].domain, c)
             _give_back(services, c, S.EXPIRED, lease=False)

@@ -35,7 +35,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.errors import SmaregiError
 from . import errors as e
 from . import movements
-from .ledger import CODE_SHOWN, COUPON_LIST_LIMIT, IN_FLIGHT, any_in_flight, shown_coupons
+from .ledger import CODE_SHOWN, IN_FLIGHT, ConversionStatus, any_in_flight, shown_coupons
 from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,13 @@ RECONCILE_BUDGET_S = 3.0
 MAX_SWEEP_ATTEMPTS = 8
 LEASE = timedelta(seconds=60)
 LIST_CONTENDED_RETRY = timedelta(seconds=30)
+# A list write is harmless to repeat: its failures back off to an hour and stop after about six
+# hours of Shopify trouble (the customer's next coupon change writes the list again anyway).
+LIST_ATTEMPTS = 12
+# The states whose change the coupon list follows. A conversion that fails or waits for review was
+# listed only if it had completed before its claim was released (movements.release_claim); a fresh
+# one starts recorded.
+LIST_FOLLOWS = (*CODE_SHOWN, ConversionStatus.FAILED, ConversionStatus.NEEDS_REVIEW)
 
 LEDGER = Conversion.__table__
 SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
@@ -110,7 +117,7 @@ class Saga:
             c = self._complete(c, shop)
         if c.status == "compensating":
             c = self._compensate(c, shop)
-        if c.status in CODE_SHOWN and not c.metafield_recorded and not in_request:
+        if c.status in LIST_FOLLOWS and not c.metafield_recorded and not in_request:
             c = self._record_coupon(c, shop)
         return c
 
@@ -166,7 +173,7 @@ class Saga:
         recorded = self._write_coupons(c, shop, coupons, completing=True)
         completed = partial(self._advance, c, "deducting", status="completed", smaregi_transaction_ids=ids,
                             balance_after=sent.change.points, leased_until=None, metafield_recorded=recorded,
-                            attempts=c.attempts + (not recorded), forget_balance=True,
+                            attempts=int(not recorded), next_attempt_at=None, forget_balance=True,
                             movement=movements.deduction_settled(c.id, MovementState.APPLIED, ids, sent.change.points))
         try:
             c = completed()
@@ -204,7 +211,7 @@ class Saga:
             coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         recorded = self._write_coupons(c, shop, coupons, completing=True)
         c = self._advance(c, "deducted", status="completed", leased_until=None, metafield_recorded=recorded,
-                          attempts=c.attempts + (not recorded), forget_balance=True)
+                          attempts=int(not recorded), next_attempt_at=None, forget_balance=True)
         log.info("conversion.completed", extra={"conversion_id": c.id, "points": c.points})
         return c
 
@@ -221,7 +228,9 @@ class Saga:
         with self.s.db.transaction() as session:
             coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         if not self._write_coupons(c, shop, coupons):
-            return self._advance(c, c.status, metafield_recorded=False, attempts=c.attempts + 1)
+            self._retry_later(c, utcnow() + timedelta(seconds=min(3600, 30 * 2 ** c.attempts)),
+                              metafield_recorded=False, attempts=c.attempts + 1)
+            return self._load(c.id)
         with self.s.db.transaction() as session:
             settled = (shown_coupons(session, c.shop_id, c.shopify_customer_id) == coupons
                        and not any_in_flight(session, c.shop_id, c.shopify_customer_id))
@@ -235,7 +244,7 @@ class Saga:
         `completing`: `c` joins the list as completed, the status it takes once this is written."""
         entries = [coupon_entry(row) for row in coupons]
         if completing:
-            entries = [*entries, coupon_entry(c, status="completed")][-COUPON_LIST_LIMIT:]
+            entries.append(coupon_entry(c, status="completed"))
         try:
             self.discounts.set_coupons(shop, c.shopify_customer_id, entries)
             return True
@@ -421,8 +430,8 @@ def sweep(services: Services, limit: int = 20) -> int:
     with services.db.transaction() as session:
         due = (select(Conversion.id).where(
             or_(Conversion.status.in_(IN_FLIGHT),
-                Conversion.status.in_(CODE_SHOWN) & Conversion.metafield_recorded.is_(False)
-                & (Conversion.attempts < MAX_SWEEP_ATTEMPTS)),
+                Conversion.status.in_(LIST_FOLLOWS) & Conversion.metafield_recorded.is_(False)
+                & (Conversion.attempts < LIST_ATTEMPTS)),
             or_(Conversion.leased_until.is_(None), Conversion.leased_until < now),
             or_(Conversion.next_attempt_at.is_(None), Conversion.next_attempt_at <= now))
             .order_by(Conversion.created_at).limit(limit).with_for_update(skip_locked=True))

@@ -7,8 +7,10 @@ old rows.
 
 A shopper's request that is about to make several reads side by side reserves their slots in that
 same statement (count + n within the ceiling, all in one second); its calls then take them from the
-reservation without a round trip, while the second lasts. A slot reserved and not used only costs
-quota.
+reservation without a round trip, for RESERVATION_TTL_S and only within that second. A slot reserved
+and not used only costs quota. A 429 cancels every reservation of the contract in this process at
+once; one made in another process lapses within RESERVATION_TTL_S, and its calls then take their
+slots with the statement that sees the pause.
 
 Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
 waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
@@ -54,6 +56,9 @@ LATE_S = 0.8  # into the second: reserved slots no shopper took go to background
 SHOPPERS_QUIET_S = 3  # …once no shopper has sent a request of that kind for this many seconds
 PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
 JITTER_S = 0.01
+# A reservation's calls are submitted together, so they take their slots within a few ms; a pause
+# another process records is seen by calls that come later than this.
+RESERVATION_TTL_S = 0.2
 
 # The current request's reservation: a context variable, so the pool threads its reads run in (in
 # copies of its context) take from the same one.
@@ -63,23 +68,22 @@ _reserved: ContextVar[Reservation | None] = ContextVar("smaregi_reserved_slots",
 class Reservation:
     """`left` slots of one contract's `second`, taken at once; current inside `with`."""
 
-    def __init__(self, contract_id: str, kind: str, second: int, left: int, clock):
+    def __init__(self, limiter: RateLimiter, contract_id: str, kind: str, second: int, left: int):
         self.contract_id, self.kind, self.second, self.left = contract_id, kind, second, left
-        self._clock = clock
+        self._limiter = limiter
+        self._until = min(second + 1 - EDGE_GUARD_S, limiter.clock() + RESERVATION_TTL_S)
         self._lock = threading.Lock()
 
     def take(self, contract_id: str, kind: str) -> bool:
-        """One of the slots, only within the second they were counted in."""
+        """One of the slots, only within the second they were counted in and while this process
+        has not seen a 429 for the contract."""
+        now = self._limiter.clock()
         with self._lock:
-            if (contract_id, kind) != (self.contract_id, self.kind) or self.left == 0 \
-                    or self._clock() > self.second + 1 - EDGE_GUARD_S:
+            if (contract_id, kind) != (self.contract_id, self.kind) or self.left == 0 or now > self._until \
+                    or now < self._limiter.paused_here.get(contract_id, 0.0):
                 return False
             self.left -= 1
             return True
-
-    def cancel(self) -> None:
-        with self._lock:
-            self.left = 0
 
     def __enter__(self) -> Reservation:
         self._token = _reserved.set(self)
@@ -98,6 +102,9 @@ class RateLimiter:
         self.limits = {"read": reads_per_s, "write": writes_per_s}
         self.clock = clock
         self.sleep = sleep
+        # contract → until when (clock) a 429 answered in this process pauses it: every reservation
+        # here stops at once, without a statement.
+        self.paused_here: dict[str, float] = {}
 
     def acquire(self, contract_id: str, kind: str, deadline: float | None = None, background: bool = False) -> None:
         """Block until a slot is ours. Raise ContractPaused if that would pass `deadline` (monotonic).
@@ -109,7 +116,7 @@ class RateLimiter:
         calls beyond them take their own). Waits and raises as `acquire` does."""
         slots = min(slots, self.limits[kind])
         second = self._acquire(contract_id, kind, slots, deadline, background=False)
-        return Reservation(contract_id, kind, second, slots, self.clock)
+        return Reservation(self, contract_id, kind, second, slots)
 
     def take_reserved(self, contract_id: str, kind: str) -> bool:
         """A slot from the current context's reservation, if it has one left for this second."""
@@ -145,9 +152,7 @@ class RateLimiter:
         """Smaregi said 429: every process stops sending to this contract for `seconds`."""
         now = self.clock()
         covered = range(int(now), math.ceil(now + seconds))
-        reservation = _reserved.get()
-        if reservation is not None and reservation.contract_id == contract_id:
-            reservation.cancel()  # its slots count in a second Smaregi has just refused
+        self.paused_here[contract_id] = max(self.paused_here.get(contract_id, 0.0), now + seconds)
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
             session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
