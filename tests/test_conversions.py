@@ -353,6 +353,25 @@ def test_the_coupon_list_holds_every_usable_coupon_and_the_others_that_changed_l
     assert used == [f"USED-{i:04}" for i in range(COUPON_LIST_LIMIT)]  # the five used longest ago fell off
 
 
+def test_the_coupon_list_stays_within_shopifys_size_limit_with_the_newest_usable_coupons(given):
+    """A JSON metafield holds at most 128 KB: a customer holding more than USABLE_LIST_LIMIT unused
+    coupons finds the newest there (and every one in the proxy's listing)."""
+    from app.points.ledger import USABLE_LIST_LIMIT
+
+    shop_id, now = _shop_id(given), utcnow()
+    with given.services.db.transaction() as s:
+        s.add_all([Conversion(id=str(uuid.uuid4()), shop_id=shop_id, shopify_customer_id=TARO, idempotency_key=f"k{i}",
+                              points=100, amount=100, currency="JPY", code=f"LIVE-{i:04}",
+                              local_date=(now - timedelta(days=400 - i)).date(), status="completed",
+                              metafield_recorded=True, expires_at=now + timedelta(days=30),
+                              created_at=now - timedelta(days=400 - i)) for i in range(USABLE_LIST_LIMIT + 1)])
+    newest = given.convert(500).json["conversion"]["code"]
+    field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{TARO}", "loyalty", "coupons")
+    listed = [c["code"] for c in json.loads(field["value"])]
+    assert listed == [f"LIVE-{i:04}" for i in range(1, USABLE_LIST_LIMIT + 1)] + [newest]
+    assert len(field["value"].encode()) < 128 * 1024
+
+
 # -- Postgres: concurrency and a real crash ----------------------------------------------------------------
 
 @pytest.fixture

@@ -105,7 +105,8 @@ class _Context:
 
 
 def _context(services: Services, shopper: Shopper) -> _Context:
-    with services.db.transaction() as session:
+    # Reads that need no common snapshot: no transaction around them (no BEGIN and COMMIT round trips).
+    with services.db.autocommit() as session:
         shop_id, settings = shop_and_settings_in(session, services.config, shopper.shop_domain)
         customer = shopper.customer_id
         snapshot = session.get(BalanceSnapshot, (shop_id, customer))
@@ -115,7 +116,7 @@ def _context(services: Services, shopper: Shopper) -> _Context:
 
 
 def _live_account(services: Services, ctx: _Context) -> _Account:
-    with services.db.transaction() as session:
+    with services.db.autocommit() as session:
         return _account(session, ctx.shop_id, ctx.customer_id, ctx.settings, live=True)
 
 

@@ -73,17 +73,20 @@ def converted_today(session: Session, shop_id: int, customer_id: int, settings: 
     return int(session.connection().execute(_CONVERTED_TODAY_BUT, {**params, "exclude_id": exclude_id}).scalar() or 0)
 
 
-# The customer's `loyalty.coupons` metafield is written whole from these rows: every coupon the
-# customer can still use, and the COUPON_LIST_LIMIT others (used, returned, expired) that changed
-# last (the proxy's listing has them all; a metafield is no archive).
+# The customer's `loyalty.coupons` metafield is written whole from these rows: the coupons the
+# customer can still use (the newest USABLE_LIST_LIMIT: nobody holds that many) and the
+# COUPON_LIST_LIMIT others (used, returned, expired) that changed last. The proxy's listing has them
+# all; a metafield is no archive, and a JSON one holds at most 128 KB (about 500 entries).
+USABLE_LIST_LIMIT = 150
 COUPON_LIST_LIMIT = 50
 _COUPON_COLUMNS = (LEDGER.c.id, LEDGER.c.code, LEDGER.c.status, LEDGER.c.points, LEDGER.c.amount, LEDGER.c.currency,
                    LEDGER.c.expires_at, LEDGER.c.created_at, LEDGER.c.order_name)
-_USABLE = select(*_COUPON_COLUMNS).where(_CUSTOMER, LEDGER.c.status == S.COMPLETED.value)
+_USABLE = (select(*_COUPON_COLUMNS).where(_CUSTOMER, LEDGER.c.status == S.COMPLETED.value)
+           .order_by(LEDGER.c.created_at.desc(), LEDGER.c.id.desc()).limit(USABLE_LIST_LIMIT).subquery())
 _LAST_CHANGED_OTHERS = (select(*_COUPON_COLUMNS)
                         .where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in CODE_SHOWN if s != S.COMPLETED]))
                         .order_by(LEDGER.c.updated_at.desc(), LEDGER.c.id.desc()).limit(COUPON_LIST_LIMIT).subquery())
-_SHOWN_COUPONS = union_all(_USABLE, select(_LAST_CHANGED_OTHERS))
+_SHOWN_COUPONS = union_all(select(_USABLE), select(_LAST_CHANGED_OTHERS))
 _SHOWN_COUPONS = _SHOWN_COUPONS.order_by(_SHOWN_COUPONS.selected_columns.created_at,
                                          _SHOWN_COUPONS.selected_columns.id)
 _ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT])))
