@@ -1,5 +1,6 @@
-"""Review 5 (ce3287c..bd0b9f6): what the review-4 fixes left open or broke, reproduced. Each test states the
-behaviour the contract (DESIGN.md) or the change's own docstrings promise, and what happens now."""
+"""Review 5 (ce3287c..bd0b9f6): what the review-4 fixes left open or broke, reproduced before it was fixed.
+Each test states the behaviour the contract (DESIGN.md) or the change's own docstrings promise, and
+what happened before the fix ("Actual")."""
 from __future__ import annotations
 
 import contextvars
@@ -8,14 +9,12 @@ import threading
 import time
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select, update
 
 from app.models import BalanceSnapshot, Conversion, RateSlot, utcnow
 
 from .conftest import CONTRACT, SHOP
 from .test_review4_findings import TARO, _limiters_at, balance_shop  # noqa: F401  (fixture)
-
 
 # -- rate limit: a reservation lapses after 0.2 s, and its calls then count twice ----------------------------------
 
@@ -57,7 +56,7 @@ def test_reads_that_start_after_the_reservation_lapsed_count_twice_and_starve_ot
 
 # -- balance: a queued rank read is not cancelled when the answer gives up -----------------------------------------
 
-def test_a_stale_balance_answer_leaves_no_queued_smaregi_read_behind(services, balance_shop):
+def test_a_stale_balance_answer_leaves_no_queued_smaregi_read_behind(services, balance_shop):  # noqa: F811
     """Expected (the fix's own comment in balance._read_live: "a read still queued when the answer is
     given up on would only spend quota" — reads still queued are cancelled): once the answer came
     back stale, no read of that request takes a rate-limit slot of the contract afterwards.
@@ -133,3 +132,108 @@ def test_a_released_coupon_is_not_listed_usable_while_its_deduction_is_undecided
     field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{taro}", "loyalty", "coupons")
     listed = {x["code"]: x["status"] for x in json.loads(field["value"])}
     assert listed.get(code) != "completed", "an undeducted (released) code is listed as a usable coupon"
+
+
+# -- migration 0017: the rows fix 5 was for are marked recorded, so their list is never rewritten ------------------
+
+def test_migration_0017_keeps_a_released_and_failed_coupon_listed(db_url, services, smaregi_em, shopify_em):
+    """Expected (migration 0017's docstring: "only one that was listed (and then failed, after its claim
+    was released) has its list rewritten on the way to `failed`"; ledger.py: a code is only shown once
+    its points are known deducted): a conversion that, before the upgrade, completed, had its claim
+    released (release_claim sets metafield_recorded False) and was then compensated to `failed` by the
+    old code (which never rewrote the list for `failed`) has its list rewritten by the sweeper after
+    the upgrade, so the withdrawn code stops being listed `completed`.
+    Actual: 0017 sets metafield_recorded = true for every non-listed row with false, these victims
+    included (nothing tells them apart in the UPDATE: it does not look at the released movement), so
+    the sweeper never selects them and loyalty.coupons shows the withdrawn code as usable for good.
+    (The downgrade's own comment says a false flag "would cost one write per row, nothing else".)"""
+    from app import migrate
+    from app.points import movements
+    from app.points.saga import sweep
+
+    from .test_conversions import TARO as taro
+    from .test_conversions import Given
+
+    given = Given(services, smaregi_em[0], shopify_em[0])
+    code = given.convert(500).json["conversion"]["code"]
+    [c] = given.ledger()
+    movements.release_claim(services, c.shop_id, c.smaregi_transaction_ids[-1])
+    with services.db.transaction() as s:  # compensated by the code before bd0b9f6: failed, list untouched
+        s.execute(update(Conversion).values(status="failed", error_code="pos_timeout", leased_until=None,
+                                            next_attempt_at=None))
+        assert s.scalar(select(Conversion.metafield_recorded)) is False  # the sweeper's cue, before 0017
+    services.db.dispose()
+    migrate.downgrade(db_url, "0016")
+    migrate.upgrade(db_url)
+    sweep(services)
+    field = given.shopify.metafield(SHOP, f"gid://shopify/Customer/{taro}", "loyalty", "coupons")
+    listed = {x["code"]: x["status"] for x in json.loads(field["value"])}
+    assert listed.get(code) != "completed", "a withdrawn, undeducted code is still listed as completed"
+
+
+
+def test_an_unlinked_shoppers_balance_reads_count_twice_when_the_lookup_takes_over_0_2_s(services, smaregi_em):
+    """Expected (client.reads_reserved: "The rate-limit slots of the `reads` calls a shopper's request
+    is about to make side by side, in one round trip"; balance._reads: an unlinked shopper's live
+    answer makes 3 reads — "the member found by code, its points, its one history"): the answer
+    counts 3 read slots of the contract.
+    Actual: the lookup by code runs first, on the request thread, inside the reservation; the points
+    and history reads are submitted only once Smaregi answered it. With Smaregi taking 0.3 s for that
+    lookup (ordinary latency), the reservation (RESERVATION_TTL_S = 0.2 s) has lapsed: both reads
+    take fresh slots, and the request counts 5 slots for 3 requests (every such shopper costs the
+    contract's second two slots more, so others wait sooner). Before the change the reservation
+    lasted for its second."""
+    from app import create_app
+
+    from .helpers import proxy_url
+
+    em, _ = smaregi_em
+    em.add_member(CONTRACT, customerCode=str(TARO), lastName="山田", firstName="太郎",
+                  mailAddress="taro@example.com", rank="gold", points=1250, expires_on="2027-03-31")
+    client = create_app(services=services).test_client()
+    url = proxy_url(services.config.shopify_api_secret, "balance", TARO)
+
+    def slots_used() -> int:
+        with services.db.transaction() as s:
+            return int(s.scalar(select(func.sum(RateSlot.used)).where(RateSlot.contract_id == CONTRACT,
+                                                                      RateSlot.kind == "read")) or 0)
+
+    before = slots_used()
+    em.add_fault(match="^GET .*customers", latency_s=0.3, count=1)
+    time.sleep(1 - time.time() % 1 + 0.02)  # early in a second: nothing here counts in two seconds
+    resp = client.get(url)
+    assert resp.status_code == 200, resp.json
+    assert slots_used() - before == 3, f"3 reads counted {slots_used() - before} slots"
+
+
+def test_a_released_coupon_that_goes_to_review_starts_its_list_retries_afresh(services, smaregi_em, shopify_em):
+    """Expected (ledger.LIST_OUTDATED: a coupon's list entry is rewritten after a change in the ledger
+    "its retries afresh (an earlier step's back-off must not use them up)"; saga.LIST_ATTEMPTS: a failed
+    list write backs off 30 s·2^n to an hour, 12 tries): a released conversion that ends in
+    `needs_review` and whose first list write fails is tried again about 30 s later.
+    Actual: release_claim and the step to needs_review do not use LIST_OUTDATED: the row carries the
+    7 attempts its undecided reconciliation used, so the first retry of the list write is an hour
+    away (30·2^7 s, capped) and only 5 tries remain: the undeducted code stays listed `completed`
+    for at least an hour after one Shopify error."""
+    from app.points import movements
+    from app.points.saga import sweep
+
+    from .test_conversions import Given
+
+    em = smaregi_em[0]
+    given = Given(services, em, shopify_em[0])
+    given.convert(500)
+    [c] = given.ledger()
+    movements.release_claim(services, c.shop_id, c.smaregi_transaction_ids[-1])
+    em.add_fault(match="^GET", status=503)  # Smaregi cannot tell: undecided until review
+    given.shopify.add_fault(match="metafieldsSet", status=500)  # and Shopify refuses the list meanwhile
+    for _ in range(8):
+        with services.db.transaction() as s:
+            s.execute(update(Conversion).values(leased_until=None, next_attempt_at=None))
+        sweep(services)
+    em.clear_faults()
+    given.shopify.faults.clear()
+    [c] = given.ledger()
+    assert c.status == "needs_review" and c.metafield_recorded is False
+    wait = (c.next_attempt_at.replace(tzinfo=None) - utcnow().replace(tzinfo=None)).total_seconds()
+    assert wait <= 60, f"first list retry in {wait:.0f} s (attempts={c.attempts})"

@@ -164,9 +164,10 @@ def _read_live(services: Services, ctx: _Context, beside: Future) -> tuple[dict[
         balance: PointBalance | None = points.result(timeout=remaining())
         transactions = list({str(t.get("transactionHeadId")): t for h in histories
                              for t in h.result(timeout=remaining())}.values())
-    finally:
-        for read in (points, *histories):
+    except BaseException:
+        for read in (points, *histories, *([live] if live else [])):
             read.cancel()  # a read still queued when the answer is given up on would only spend quota
+        raise
     member = _current_member(services, ctx.settings.contract_id, member, live, remaining())
     account = _beside(services, ctx, beside)
     return {

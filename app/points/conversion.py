@@ -211,7 +211,7 @@ def _reserve(services: Services, shop_id: int, shopper: Shopper, settings: Effec
            "code": new_code(shopper.customer_id, points), "local_date": shop_today(settings), "status": "reserved",
            "expires_at": _expiry(settings), "leased_until": utcnow() + timedelta(seconds=60),
            "next_attempt_at": utcnow(),
-           # Nothing of it is listed yet, and the list is right about that (see saga._drive).
+           # Nothing of it is listed yet, and the list is right about that (see saga.LIST_FOLLOWS).
            "metafield_recorded": True}
     try:
         with services.db.transaction() as session:

@@ -89,7 +89,8 @@ _LAST_CHANGED_OTHERS = (select(*_COUPON_COLUMNS)
 _SHOWN_COUPONS = union_all(select(_USABLE), select(_LAST_CHANGED_OTHERS))
 _SHOWN_COUPONS = _SHOWN_COUPONS.order_by(_SHOWN_COUPONS.selected_columns.created_at,
                                          _SHOWN_COUPONS.selected_columns.id)
-_ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT])))
+_ANY_IN_FLIGHT = select(exists().where(_CUSTOMER, LEDGER.c.status.in_([s.value for s in IN_FLIGHT]),
+                                       LEDGER.c.id != bindparam("but")))
 
 
 def shown_coupons(session: Session, shop_id: int, customer_id: int) -> list:
@@ -97,6 +98,7 @@ def shown_coupons(session: Session, shop_id: int, customer_id: int) -> list:
     return session.connection().execute(_SHOWN_COUPONS, {"shop_id": shop_id, "customer_id": customer_id}).all()
 
 
-def any_in_flight(session: Session, shop_id: int, customer_id: int) -> bool:
+def any_in_flight(session: Session, shop_id: int, customer_id: int, but: str) -> bool:
+    """Is a conversion of the customer other than `but` in flight?"""
     return bool(session.connection().execute(
-        _ANY_IN_FLIGHT, {"shop_id": shop_id, "customer_id": customer_id}).scalar())
+        _ANY_IN_FLIGHT, {"shop_id": shop_id, "customer_id": customer_id, "but": but}).scalar())

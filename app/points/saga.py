@@ -48,10 +48,10 @@ LIST_CONTENDED_RETRY = timedelta(seconds=30)
 # A list write is harmless to repeat: its failures back off to an hour and stop after about six
 # hours of Shopify trouble (the customer's next coupon change writes the list again anyway).
 LIST_ATTEMPTS = 12
-# The states whose change the coupon list follows. A conversion that fails or waits for review was
-# listed only if it had completed before its claim was released (movements.release_claim); a fresh
-# one starts recorded.
-LIST_FOLLOWS = (*CODE_SHOWN, ConversionStatus.FAILED, ConversionStatus.NEEDS_REVIEW)
+# The states whose change the coupon list follows. A conversion undecided, failed or waiting for
+# review was listed only if it had completed before its claim was released (movements.release_claim):
+# the list then drops it. A fresh conversion starts recorded (nothing of it is listed).
+LIST_FOLLOWS = (*CODE_SHOWN, ConversionStatus.DEDUCTING, ConversionStatus.FAILED, ConversionStatus.NEEDS_REVIEW)
 
 LEDGER = Conversion.__table__
 SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
@@ -228,14 +228,18 @@ class Saga:
         with self.s.db.transaction() as session:
             coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         if not self._write_coupons(c, shop, coupons):
+            if c.status in IN_FLIGHT:  # its attempts and schedule are the reconciliation's: tried on its next sweep
+                return c
             self._retry_later(c, utcnow() + timedelta(seconds=min(3600, 30 * 2 ** c.attempts)),
                               metafield_recorded=False, attempts=c.attempts + 1)
             return self._load(c.id)
         with self.s.db.transaction() as session:
             settled = (shown_coupons(session, c.shop_id, c.shopify_customer_id) == coupons
-                       and not any_in_flight(session, c.shop_id, c.shopify_customer_id))
+                       and not any_in_flight(session, c.shop_id, c.shopify_customer_id, but=c.id))
             if settled:
                 return self._advance_in(session, c, c.status, metafield_recorded=True)
+            if c.status in IN_FLIGHT:
+                return self._advance_in(session, c, c.status, metafield_recorded=False)
             return self._advance_in(session, c, c.status, metafield_recorded=False, leased_until=None,
                                     next_attempt_at=utcnow() + LIST_CONTENDED_RETRY)
 
@@ -280,7 +284,8 @@ class Saga:
                               attempts=c.attempts + 1)
             return self._load(c.id)
         log.info("conversion.failed", extra={"conversion_id": c.id, "error_code": c.error_code})
-        return self._advance(c, "compensating", status="failed", leased_until=None)
+        # attempts and next_attempt_at start afresh for the list write a released conversion needs.
+        return self._advance(c, "compensating", status="failed", leased_until=None, attempts=0, next_attempt_at=None)
 
     def _undecided(self, c: Conversion, in_request: bool, why: str) -> Conversion:
         if in_request:
@@ -293,8 +298,8 @@ class Saga:
             except SHOPIFY_FAILURES:
                 why += " The code could not be deactivated either."
             log.error("conversion.needs_review", extra={"conversion_id": c.id})
-            return self._advance(c, "deducting", status="needs_review", leased_until=None,
-                                 error_code="needs_review", error_message=why,
+            return self._advance(c, "deducting", status="needs_review", leased_until=None, attempts=0,
+                                 next_attempt_at=None, error_code="needs_review", error_message=why,
                                  movement=movements.deduction_settled(c.id, MovementState.NEEDS_REVIEW))
         self._retry_later(c, utcnow() + timedelta(seconds=min(600, 15 * 2 ** c.attempts)), attempts=c.attempts + 1)
         return self._load(c.id)

@@ -7,10 +7,10 @@ old rows.
 
 A shopper's request that is about to make several reads side by side reserves their slots in that
 same statement (count + n within the ceiling, all in one second); its calls then take them from the
-reservation without a round trip, for RESERVATION_TTL_S and only within that second. A slot reserved
-and not used only costs quota. A 429 cancels every reservation of the contract in this process at
-once; one made in another process lapses within RESERVATION_TTL_S, and its calls then take their
-slots with the statement that sees the pause.
+reservation without a round trip, only within that second. A slot reserved and not used only costs
+quota. A 429 cancels every reservation of the contract in this process at once; one made in another
+process is confirmed against the contract's `paused_until` (a read: the slots stay counted once)
+when RESERVATION_TTL_S has passed since it was made or last confirmed.
 
 Shoppers first, without leaving slots unused: background work (point grants, give-backs nobody
 waits for) may fill a second at once up to the limit less the shoppers' share (SHOPPER_SHARE, at least one
@@ -56,8 +56,8 @@ LATE_S = 0.8  # into the second: reserved slots no shopper took go to background
 SHOPPERS_QUIET_S = 3  # …once no shopper has sent a request of that kind for this many seconds
 PAUSED = 1 << 30  # a second's count while Smaregi asked us to wait: above any limit
 JITTER_S = 0.01
-# A reservation's calls are submitted together, so they take their slots within a few ms; a pause
-# another process records is seen by calls that come later than this.
+# A reservation's calls are submitted together and mostly take their slots within a few ms; one that
+# comes later (a busy pool, a slow lookup first) reads whether another process saw a 429 meanwhile.
 RESERVATION_TTL_S = 0.2
 
 # The current request's reservation: a context variable, so the pool threads its reads run in (in
@@ -71,17 +71,26 @@ class Reservation:
     def __init__(self, limiter: RateLimiter, contract_id: str, kind: str, second: int, left: int):
         self.contract_id, self.kind, self.second, self.left = contract_id, kind, second, left
         self._limiter = limiter
-        self._until = min(second + 1 - EDGE_GUARD_S, limiter.clock() + RESERVATION_TTL_S)
+        self._confirmed_until = limiter.clock() + RESERVATION_TTL_S
         self._lock = threading.Lock()
 
     def take(self, contract_id: str, kind: str) -> bool:
-        """One of the slots, only within the second they were counted in and while this process
-        has not seen a 429 for the contract."""
-        now = self._limiter.clock()
+        """One of the slots, only within the second they were counted in and while no process has
+        seen a 429 for the contract."""
+        limiter = self._limiter
+        now = limiter.clock()
         with self._lock:
-            if (contract_id, kind) != (self.contract_id, self.kind) or self.left == 0 or now > self._until \
-                    or now < self._limiter.paused_here.get(contract_id, 0.0):
+            if (contract_id, kind) != (self.contract_id, self.kind) or self.left == 0 \
+                    or now > self.second + 1 - EDGE_GUARD_S or now < limiter.paused_here.get(contract_id, 0.0):
                 return False
+            if now > self._confirmed_until:
+                paused_for = limiter._paused_for(contract_id)
+                if paused_for > 0:
+                    limiter.paused_here[contract_id] = max(limiter.paused_here.get(contract_id, 0.0),
+                                                           now + paused_for)
+                    self.left = 0
+                    return False
+                self._confirmed_until = now + RESERVATION_TTL_S
             self.left -= 1
             return True
 
