@@ -454,8 +454,10 @@ def release_claim(services, shop_id: int, transaction_id: str) -> None:
             updated_at=utcnow()).returning(PointMovement.conversion_id)).scalars().all()
         conversions = [c for c in released if c is not None]
         if conversions:
+            # `deducted` too: a conversion between its adopted deduction and `completed` would
+            # otherwise complete (its compare-and-set from `deducted` now fails: LostRace).
             session.execute(update(Conversion).where(Conversion.id.in_(conversions),
-                                                     Conversion.status == "completed").values(
+                                                     Conversion.status.in_(("deducted", "completed"))).values(
                 status="deducting", smaregi_transaction_ids=None, balance_after=None, leased_until=None,
                 metafield_recorded=False, next_attempt_at=utcnow(), updated_at=utcnow()))
     log.error("movement.claim_released", extra={"shop_id": shop_id, "transaction_id": transaction_id})

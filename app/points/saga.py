@@ -48,10 +48,12 @@ LIST_CONTENDED_RETRY = timedelta(seconds=30)
 # A list write is harmless to repeat: its failures back off to an hour and stop after about six
 # hours of Shopify trouble (the customer's next coupon change writes the list again anyway).
 LIST_ATTEMPTS = 12
-# The states whose change the coupon list follows. A conversion undecided, failed or waiting for
-# review was listed only if it had completed before its claim was released (movements.release_claim):
-# the list then drops it. A fresh conversion starts recorded (nothing of it is listed).
-LIST_FOLLOWS = (*CODE_SHOWN, ConversionStatus.DEDUCTING, ConversionStatus.FAILED, ConversionStatus.NEEDS_REVIEW)
+# The states whose change the coupon list follows. A conversion undecided, compensating, failed or
+# waiting for review was listed only if it had completed before its claim was released
+# (movements.release_claim): the list then drops it. A fresh conversion starts recorded (nothing of it
+# is listed).
+LIST_FOLLOWS = (*CODE_SHOWN, ConversionStatus.DEDUCTING, ConversionStatus.COMPENSATING, ConversionStatus.FAILED,
+                ConversionStatus.NEEDS_REVIEW)
 
 LEDGER = Conversion.__table__
 SHOPPER_ERRORS = {"insufficient_points": e.InsufficientPoints, "shopify_unavailable": e.ShopifyUnavailable,
@@ -275,8 +277,8 @@ class Saga:
                 # Retrying for ever would keep the customer's next conversion blocked (one in flight
                 # per customer): hand the code to the merchant, who can delete it in Shopify.
                 log.error("conversion.compensation_needs_review", extra={"conversion_id": c.id})
-                return self._advance(c, "compensating", status="needs_review", leased_until=None,
-                                     error_code="compensation_failed",
+                return self._advance(c, "compensating", status="needs_review", leased_until=None, attempts=0,
+                                     next_attempt_at=None, error_code="compensation_failed",
                                      error_message="No points were deducted, but the code could not be withdrawn "
                                                    "in Shopify. Delete it there, then mark it not deducted.")
             log.warning("conversion.compensation_pending", extra={"conversion_id": c.id, "error": type(exc).__name__})

@@ -37,7 +37,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..db import Database, insert_ignoring_conflict
@@ -85,10 +85,13 @@ class Reservation:
                 return False
             if now > self._confirmed_until:
                 paused_for = limiter._paused_for(contract_id)
+                now = limiter.clock()  # the read took time: the slot must still be sent within its second
                 if paused_for > 0:
                     limiter.paused_here[contract_id] = max(limiter.paused_here.get(contract_id, 0.0),
                                                            now + paused_for)
                     self.left = 0
+                    return False
+                if now > self.second + 1 - EDGE_GUARD_S:
                     return False
                 self._confirmed_until = now + RESERVATION_TTL_S
             self.left -= 1
@@ -164,8 +167,11 @@ class RateLimiter:
         self.paused_here[contract_id] = max(self.paused_here.get(contract_id, 0.0), now + seconds)
         with self.db.transaction() as session:
             ensure_contract(session, contract_id)
-            session.execute(update(SmaregiContract).where(SmaregiContract.contract_id == contract_id)
-                            .values(paused_until=datetime.fromtimestamp(now + seconds, UTC)))
+            until = datetime.fromtimestamp(now + seconds, UTC)
+            session.execute(update(SmaregiContract).where(  # a shorter Retry-After never shortens a pause
+                SmaregiContract.contract_id == contract_id,
+                or_(SmaregiContract.paused_until.is_(None), SmaregiContract.paused_until < until))
+                .values(paused_until=until))
             conn = session.connection()
             fill = _statements(conn.dialect.name).fill
             conn.execute(fill, [{"contract_id": contract_id, "kind": kind, "second": second}
@@ -191,9 +197,9 @@ class RateLimiter:
                                  "since": second - SHOPPERS_QUIET_S, "second": second}).first() is not None
 
     def _paused_for(self, contract_id: str) -> float:
-        with self.db.transaction() as session:
-            until = session.scalar(select(SmaregiContract.paused_until)
-                                   .where(SmaregiContract.contract_id == contract_id))
+        with self._slots.begin() as conn:  # one statement, no transaction round trips
+            until = conn.execute(select(SmaregiContract.paused_until)
+                                 .where(SmaregiContract.contract_id == contract_id)).scalar()
         return max(0.0, until.timestamp() - self.clock()) if until is not None else 0.0
 
     def _wait(self, seconds: float, deadline: float | None) -> None:
