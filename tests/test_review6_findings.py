@@ -1,5 +1,6 @@
-"""Review 6 (2863da1): what the review-5 fixes left open or broke, reproduced before it was fixed. Each test states the behaviour the
-contract (DESIGN.md) or the code's own docstrings promise ("Expected") and what happened before the fix ("Actual")."""
+"""Review 6 (2863da1): what the review-5 fixes left open or broke, reproduced before it was fixed.
+Each test states the behaviour the contract (DESIGN.md) or the code's own docstrings promise
+("Expected") and what happened before the fix ("Actual")."""
 from __future__ import annotations
 
 from datetime import timedelta
