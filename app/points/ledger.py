@@ -36,9 +36,11 @@ CODE_SHOWN = (S.COMPLETED, S.USED, S.RETURNED, S.EXPIRED)
 COUNTS_TOWARD_LIMIT = (*IN_FLIGHT, S.NEEDS_REVIEW, *CODE_SHOWN)
 
 
-# The values that send a coupon's list entry to be rewritten by the sweeper after a change in the
-# ledger, its retries afresh (an earlier step's back-off must not use them up).
-LIST_OUTDATED = {"metafield_recorded": False, "attempts": 0, "next_attempt_at": None}
+# A conversion's retries start afresh when it settles or its coupon changes: an earlier step's
+# back-off must not use up those of the list write that may follow (the sweeper's, see saga.py).
+RETRIES_AFRESH = {"attempts": 0, "next_attempt_at": None}
+# The values that send a coupon's list entry to be rewritten after a change in the ledger.
+LIST_OUTDATED = {"metafield_recorded": False, **RETRIES_AFRESH}
 
 
 def shown_code(c: Conversion) -> str | None:

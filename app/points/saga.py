@@ -35,7 +35,7 @@ from ..shopify.tokens import ShopNotAuthorized
 from ..smaregi.errors import SmaregiError
 from . import errors as e
 from . import movements
-from .ledger import CODE_SHOWN, IN_FLIGHT, ConversionStatus, any_in_flight, shown_coupons
+from .ledger import CODE_SHOWN, IN_FLIGHT, RETRIES_AFRESH, ConversionStatus, any_in_flight, shown_coupons
 from .movements import DECIDE_AFTER, MovementState, Outcome
 
 log = logging.getLogger(__name__)
@@ -227,10 +227,13 @@ class Saga:
         it, or a conversion of the customer in flight (whose write may land after ours, from a list
         read before our change; or ours after its, from a list read before it completed), means ours
         may not be the last word, and it is written again later."""
+        # An in-flight conversion's attempts and schedule are the reconciliation's: its list is
+        # written again on its next sweep.
+        in_flight = c.status in IN_FLIGHT
         with self.s.db.transaction() as session:
             coupons = shown_coupons(session, c.shop_id, c.shopify_customer_id)
         if not self._write_coupons(c, shop, coupons):
-            if c.status in IN_FLIGHT:  # its attempts and schedule are the reconciliation's: tried on its next sweep
+            if in_flight:
                 return c
             self._retry_later(c, utcnow() + timedelta(seconds=min(3600, 30 * 2 ** c.attempts)),
                               metafield_recorded=False, attempts=c.attempts + 1)
@@ -240,8 +243,8 @@ class Saga:
                        and not any_in_flight(session, c.shop_id, c.shopify_customer_id, but=c.id))
             if settled:
                 return self._advance_in(session, c, c.status, metafield_recorded=True)
-            if c.status in IN_FLIGHT:
-                return self._advance_in(session, c, c.status, metafield_recorded=False)
+            if in_flight:
+                return c
             return self._advance_in(session, c, c.status, metafield_recorded=False, leased_until=None,
                                     next_attempt_at=utcnow() + LIST_CONTENDED_RETRY)
 
@@ -277,8 +280,8 @@ class Saga:
                 # Retrying for ever would keep the customer's next conversion blocked (one in flight
                 # per customer): hand the code to the merchant, who can delete it in Shopify.
                 log.error("conversion.compensation_needs_review", extra={"conversion_id": c.id})
-                return self._advance(c, "compensating", status="needs_review", leased_until=None, attempts=0,
-                                     next_attempt_at=None, error_code="compensation_failed",
+                return self._advance(c, "compensating", status="needs_review", leased_until=None, **RETRIES_AFRESH,
+                                     error_code="compensation_failed",
                                      error_message="No points were deducted, but the code could not be withdrawn "
                                                    "in Shopify. Delete it there, then mark it not deducted.")
             log.warning("conversion.compensation_pending", extra={"conversion_id": c.id, "error": type(exc).__name__})
@@ -286,8 +289,7 @@ class Saga:
                               attempts=c.attempts + 1)
             return self._load(c.id)
         log.info("conversion.failed", extra={"conversion_id": c.id, "error_code": c.error_code})
-        # attempts and next_attempt_at start afresh for the list write a released conversion needs.
-        return self._advance(c, "compensating", status="failed", leased_until=None, attempts=0, next_attempt_at=None)
+        return self._advance(c, "compensating", status="failed", leased_until=None, **RETRIES_AFRESH)
 
     def _undecided(self, c: Conversion, in_request: bool, why: str) -> Conversion:
         if in_request:
@@ -300,8 +302,8 @@ class Saga:
             except SHOPIFY_FAILURES:
                 why += " The code could not be deactivated either."
             log.error("conversion.needs_review", extra={"conversion_id": c.id})
-            return self._advance(c, "deducting", status="needs_review", leased_until=None, attempts=0,
-                                 next_attempt_at=None, error_code="needs_review", error_message=why,
+            return self._advance(c, "deducting", status="needs_review", leased_until=None, **RETRIES_AFRESH,
+                                 error_code="needs_review", error_message=why,
                                  movement=movements.deduction_settled(c.id, MovementState.NEEDS_REVIEW))
         self._retry_later(c, utcnow() + timedelta(seconds=min(600, 15 * 2 ** c.attempts)), attempts=c.attempts + 1)
         return self._load(c.id)
