@@ -26,7 +26,7 @@ def _database_problem(config: Config) -> str | None:
     from .db import Database
 
     try:
-        db = Database(config.database_url, pool_size=1)
+        db = Database(config.database_url, max_connections=2)
     except OSError as exc:  # the SQLite folder cannot be created
         return f"cannot create the database folder ({exc.strerror})"
     try:

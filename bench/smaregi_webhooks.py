@@ -70,7 +70,7 @@ def main() -> None:
             print(f"acks: {len(latencies)} deliveries at {args.rate:.0f}/s, statuses {statuses}")
             print("  " + summary("ack latency", latencies))
             # The acks above queued events for members that do not exist; start the worker on a clean queue.
-            db = Database(url.replace("postgresql://", "postgresql+psycopg://"), pool_size=2)
+            db = Database(url.replace("postgresql://", "postgresql+psycopg://"), max_connections=4)
             with db.transaction() as s:
                 from app.models import SmaregiEvent
 

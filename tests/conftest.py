@@ -114,7 +114,7 @@ def db_url(request, tmp_path) -> str:
         migrate.upgrade(url)
         return url
     url = request.getfixturevalue("pg_migrated")
-    db = Database(url, pool_size=2)
+    db = Database(url, max_connections=4)
     truncate_all(db)
     db.dispose()
     return url
@@ -122,7 +122,7 @@ def db_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def pg_url(pg_migrated) -> str:
-    db = Database(pg_migrated, pool_size=2)
+    db = Database(pg_migrated, max_connections=4)
     truncate_all(db)
     db.dispose()
     return pg_migrated

@@ -36,7 +36,7 @@ def status(env, shop=SHOP):
 def imports(db_url):
     from app.db import Database
 
-    db = Database(db_url, pool_size=1)
+    db = Database(db_url, max_connections=2)
     try:
         with db.transaction() as s:
             return s.scalar(select(func.count()).select_from(CustomerImport))

@@ -39,7 +39,7 @@ def leaked(output: str) -> list[str]:
 
 
 def test_a_database_error_never_quotes_the_statements_parameters(db_url):
-    db = Database(db_url, pool_size=1)
+    db = Database(db_url, max_connections=2)
     try:
         with db.transaction() as s:
             s.execute(text("INSERT INTO no_such_table (email, phone) VALUES (:email, :phone)"),

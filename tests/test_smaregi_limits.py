@@ -343,7 +343,7 @@ def test_only_slots_and_the_balance_cache_skip_the_wal_flush(pg_migrated):
 
     from app.db import Database
 
-    db = Database(pg_migrated, pool_size=1)
+    db = Database(pg_migrated, max_connections=2)
     try:
         with db.transaction() as session:
             assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"

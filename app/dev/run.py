@@ -201,7 +201,7 @@ def _wait_for_seed_syncs(config, seconds: float = 20) -> None:
     from ..db import Database
     from ..sync.operations import status_counts
 
-    db = Database(config.database_url, pool_size=1)
+    db = Database(config.database_url, max_connections=2)
     try:
         deadline = time.monotonic() + seconds
         while status_counts(db).get("pending", 0) and time.monotonic() < deadline:
