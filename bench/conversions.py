@@ -6,7 +6,8 @@ conversions are made one after another, the customers in turn (the overhead a si
 in turn, so no customer holds an unusual number of coupons, whose list each conversion writes). Then,
 in each of `--rounds` bursts, all `--concurrency` customers convert 100 points at the same
 moment (after one burst, reported apart, that opens the connections 20 at once need); then a
-sustained phase has them convert back to back for `--sustained` seconds to find the ceiling. Overhead is the total minus the time spent in Smaregi and Shopify calls (the app's
+sustained phase has them convert back to back for `--sustained` seconds to find the ceiling.
+Overhead is the total minus the time spent in Smaregi and Shopify calls (the app's
 `Server-Timing`), split into the app's own time, the database and the wait for rate-limit slots.
 """
 from __future__ import annotations
